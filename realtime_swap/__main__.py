@@ -1,0 +1,3 @@
+from realtime_swap.cli import main
+
+raise SystemExit(main())

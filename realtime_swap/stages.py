@@ -1,0 +1,42 @@
+"""The stage interface every pipeline worker runs, and the live controls the user changes while it runs.
+
+A stage takes a ``Frame`` and returns it (annotated or with a new image). It does not know who feeds it or who
+reads it: ``realtime_swap.pipeline`` wires stages together and runs each in its own thread.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from realtime_swap.types import Frame, StreamInfo
+
+
+@dataclass
+class Controls:
+    """Settings the user toggles while the engine runs (window keys); read by stages on every frame.
+
+    Single attribute writes are atomic in CPython, so stages read these without a lock.
+    """
+
+    swap_enabled: bool = True
+    color_mode: str = "rct"
+    show_landmarks: bool = False
+    show_mask: bool = False
+    show_stats: bool = True
+
+
+class Stage(abc.ABC):
+    """One step of the frame's journey. Subclasses set ``name`` (used in metrics and error messages)."""
+
+    name: str = "stage"
+
+    def warmup(self, info: StreamInfo) -> None:  # noqa: B027 - optional hook, empty by default
+        """Prepare for frames of this stream (create sessions, compile kernels) before capture starts."""
+
+    @abc.abstractmethod
+    def process(self, frame: Frame, controls: Controls) -> Frame:
+        """Handle one frame; return it (the same object, annotated, or with ``frame.image`` replaced)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Release resources; called once after the last frame, also after an error."""
