@@ -1,0 +1,248 @@
+"""The command line: ``realtime-swap`` and ``python run_live.py`` share this one CLI.
+
+Only this module turns errors into exit codes: 0 done, 1 an error (one line on stderr; ``--debug`` for the
+traceback), 2 bad usage, 130 stopped by Ctrl-C, 143 stopped by SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from realtime_swap import __version__
+from realtime_swap.config import EngineConfig
+from realtime_swap.errors import RealtimeSwapError
+
+log = logging.getLogger("realtime_swap")
+
+# Subcommands provided by other modules: each exposes ``register(subparsers)`` (see the module docstrings).
+COMMAND_MODULES: tuple[str, ...] = ()
+# Subcommands announced by the design that this build does not have yet: name -> where it is tracked.
+PLANNED_COMMANDS = {
+    "bench": "issue #7 (the spine's figures: python benchmarks/bench_spine.py)",
+    "extract": "issue #4",
+    "train": "issue #4",
+    "export": "issue #4",
+}
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """Source options, shared by ``live`` and the commands that read frames."""
+    g = p.add_argument_group("source")
+    g.add_argument(
+        "--source",
+        "-s",
+        default="demo",
+        help="demo (default, built in), a camera index (0) or device (/dev/video0), a video file, an image or "
+        "image folder, or a URL (rtsp/rtmp/http(s)/udp/srt/tcp)",
+    )
+    g.add_argument("--width", type=_positive_int, help="requested width in px (camera, demo)")
+    g.add_argument("--height", type=_positive_int, help="requested height in px (camera, demo)")
+    g.add_argument("--fps", type=_positive_float, help="requested frame rate (camera, demo, images)")
+    g.add_argument(
+        "--realtime",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="pace frames on their timestamps (default: on for demo/images, off for files: as fast as possible)",
+    )
+    g.add_argument("--loop", action="store_true", help="restart a video file at its end")
+    g.add_argument("--demo-faces", type=_positive_int, default=1, help="faces in the demo source (default 1)")
+
+
+def _add_live_arguments(p: argparse.ArgumentParser) -> None:
+    from realtime_swap.infer.session import Backend
+    from realtime_swap.types import FaceType
+
+    add_source_arguments(p)
+    f = p.add_argument_group("faces")
+    f.add_argument("--no-swap", action="store_true", help="pass-through: capture → output with metrics only")
+    f.add_argument("--model", type=Path, help="swap model (.onnx or DeepFaceLive .dfm)")
+    f.add_argument("--backend", choices=[b.value for b in Backend], default=Backend.AUTO.value)
+    f.add_argument("--face-type", choices=[t.value for t in FaceType], help="override the model's face type")
+    f.add_argument("--max-faces", type=_positive_int, default=1, help="faces swapped per frame (default 1)")
+    f.add_argument("--detect-every", type=_positive_int, default=5, help="full detection every N frames")
+    o = p.add_argument_group("outputs")
+    o.add_argument(
+        "--preview",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the preview window (default: when a display exists)",
+    )
+    o.add_argument("--record", type=Path, help="record to a video file (.mp4, .mkv, .mov)")
+    o.add_argument("--record-crf", type=int, default=20, help="x264 quality for --record (0..51, default 20)")
+    o.add_argument("--record-preset", default="veryfast", help="x264 preset for --record (default veryfast)")
+    o.add_argument("--null", action="store_true", help="discard frames (measure only)")
+    r = p.add_argument_group("run")
+    r.add_argument("--frames", type=_positive_int, help="stop after this many frames")
+    r.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    r.add_argument("--queue-size", type=_positive_int, default=2, help="bound of each queue between stages")
+    r.add_argument("--metrics-json", type=Path, help="write the end-of-run metrics to this JSON file")
+    r.add_argument("--quiet", "-q", action="store_true", help="no live status line")
+
+
+def _config_from_args(args: argparse.Namespace) -> EngineConfig:
+    from realtime_swap.config import FaceSpec, OutputSpec
+    from realtime_swap.infer.session import Backend
+    from realtime_swap.sources import SourceSpec
+    from realtime_swap.types import FaceType
+
+    return EngineConfig(
+        source=SourceSpec(
+            spec=args.source,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            realtime=args.realtime,
+            loop=args.loop,
+            demo_faces=args.demo_faces,
+        ),
+        faces=FaceSpec(
+            swap=not args.no_swap,
+            model=args.model,
+            backend=Backend(args.backend),
+            face_type=FaceType(args.face_type) if args.face_type else None,
+            max_faces=args.max_faces,
+            detect_every=args.detect_every,
+        ),
+        outputs=OutputSpec(
+            preview=args.preview,
+            record=args.record,
+            null=args.null,
+            record_crf=args.record_crf,
+            record_preset=args.record_preset,
+        ),
+        frames=args.frames,
+        duration_s=args.duration,
+        queue_size=args.queue_size,
+    )
+
+
+class _StatusPrinter:
+    """The live one-line status: rewritten in place on a terminal, a line every 5 s otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, status: dict[str, float]) -> None:
+        from realtime_swap.metrics import status_line
+
+        if self.quiet:
+            return
+        line = status_line(status)
+        if self.tty:
+            sys.stderr.write("\r\033[K" + line)
+            self._shown = True
+        elif time.monotonic() - self._last >= 5.0:
+            self._last = time.monotonic()
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self._shown:
+            sys.stderr.write("\n")
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """The ``live`` command: build the engine from the arguments, run it, print the summary."""
+    from realtime_swap.pipeline import build_pipeline
+
+    pipeline, notices = build_pipeline(_config_from_args(args))
+    for notice in notices:
+        print(f"note: {notice}", file=sys.stderr)
+    info = pipeline.source.info
+    print(
+        f"source: {info.name} {info.width}x{info.height} @ {info.fps:.1f} fps; outputs: "
+        f"{', '.join(s.name for s in pipeline.sinks)}; stages: "
+        f"{' → '.join(['capture', *[s.name for s in pipeline.stages], 'output'])}",
+        file=sys.stderr,
+    )
+    previous = signal.signal(signal.SIGTERM, lambda *_: pipeline.stop("sigterm"))
+    status = _StatusPrinter(args.quiet)
+    try:
+        report = pipeline.run(on_status=status)
+    finally:
+        status.finish()
+        signal.signal(signal.SIGTERM, previous)
+    print(report.table(), file=sys.stderr)
+    if args.metrics_json:
+        report.write_json(args.metrics_json)
+    return {"interrupt": EXIT_INTERRUPT, "sigterm": EXIT_SIGTERM}.get(report.stopped_by, EXIT_OK)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
+    """The parser and the names of its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="realtime-swap",
+        description="Real-time streaming face swap. With no command, runs the live demo.",
+    )
+    parser.add_argument("--version", action="version", version=f"realtime_swap {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    live = sub.add_parser("live", help="run the live engine (default)")
+    _add_live_arguments(live)
+    live.set_defaults(func=run_live)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    for name, where in PLANNED_COMMANDS.items():
+        if name not in sub.choices:
+            planned = sub.add_parser(name, help=f"not built yet ({where})")
+            planned.set_defaults(func=lambda _a, n=name, w=where: _not_built(n, w))
+    return parser, set(sub.choices)
+
+
+def _not_built(name: str, where: str) -> int:
+    print(f"error: '{name}' is not built yet: {where}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = build_parser()
+    globals_only = {"--debug"}
+    first = next((a for a in argv if a not in globals_only), None)
+    if first is None or (first not in commands and first not in ("-h", "--help", "--version")):
+        argv.insert(len([a for a in argv if a in globals_only]), "live")  # no command: the live demo
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except RealtimeSwapError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,432 @@
+"""The engine's runtime and its one composition root.
+
+``Pipeline`` runs capture → stage 1 → … → stage n → output, each in its own thread, joined by bounded queues:
+
+* newest frame wins at capture for live sources: when the engine is behind, the pending frame is replaced by the
+  newer one (and counted as dropped) — no queue grows without bound; file sources decoded as fast as possible
+  block instead, so no frame is lost;
+* frames leave in the order they came (one worker per stage, FIFO queues);
+* every stage is timed; the first worker exception stops everything and is re-raised in the caller as
+  ``StageError`` with the stage's name;
+* ``stop()`` (Ctrl-C, SIGTERM, the window's q) stops capture and lets the frames in flight drain, then sinks
+  are closed, so a recording is always finalised.
+
+``build_pipeline`` is the only place that decides which stages and sinks a configuration gets.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from realtime_swap.config import EngineConfig
+from realtime_swap.errors import StageError
+from realtime_swap.metrics import Metrics, MetricsReport
+from realtime_swap.sinks.base import Sink, SinkEvent
+from realtime_swap.sources.base import Source
+from realtime_swap.stages import Controls, Stage
+from realtime_swap.types import Frame
+
+log = logging.getLogger(__name__)
+
+_END = object()  # end-of-stream marker that travels behind the last frame
+_POLL_S = 0.05
+
+
+class DropPolicy(str, enum.Enum):
+    """What capture does when the engine is behind: replace the pending frame (live) or wait (files)."""
+
+    LATEST = "latest"
+    BLOCK = "block"
+
+
+class _Aborted(Exception):
+    """Raised inside a worker when another worker failed; never escapes the pipeline."""
+
+
+class LatestSlot:
+    """A one-frame hand-over where a new frame replaces an unread one (newest wins)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: object | None = None
+        self._closed = False
+
+    def put(self, item: object) -> bool:
+        """Store ``item``; True when it replaced a frame nobody had taken (a drop)."""
+        with self._cond:
+            dropped = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return dropped
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def get(self, timeout: float) -> object | None:
+        """The pending frame, ``_END`` once closed and empty, or None after ``timeout`` s."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            if self._item is not None:
+                item, self._item = self._item, None
+                return item
+            return _END if self._closed else None
+
+    def qsize(self) -> int:
+        return int(self._item is not None)
+
+
+class Pipeline:
+    """Runs ``source`` through ``stages`` into ``sinks``.
+
+    queue_size: bound of each queue between workers; drop_policy: None picks LATEST for live sources and BLOCK
+    otherwise; max_frames / duration_s: stop capturing after that many frames / seconds.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        stages: Sequence[Stage],
+        sinks: Sequence[Sink],
+        controls: Controls | None = None,
+        queue_size: int = 2,
+        drop_policy: DropPolicy | None = None,
+        max_frames: int | None = None,
+        duration_s: float | None = None,
+        drain_timeout_s: float = 10.0,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        self.source = source
+        self.stages = list(stages)
+        self.sinks = list(sinks)
+        self.controls = controls or Controls()
+        self.queue_size = queue_size
+        self.drop_policy = drop_policy or (DropPolicy.LATEST if source.info.live else DropPolicy.BLOCK)
+        self.max_frames = max_frames
+        self.duration_s = duration_s
+        self.drain_timeout_s = drain_timeout_s
+        self.metrics = Metrics()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._error: tuple[str, BaseException] | None = None
+        self._error_lock = threading.Lock()
+        self._stopped_by = "end"
+        self._capture_stuck = False
+
+    # -- control -------------------------------------------------------------------------------------------
+    def stop(self, reason: str = "stop") -> None:
+        """Ask the pipeline to stop capturing and drain (thread-safe; signal handlers may call it)."""
+        if not self._stop.is_set():
+            self._stopped_by = reason
+            self._stop.set()
+
+    def _fail(self, stage: str, exc: BaseException) -> None:
+        with self._error_lock:
+            if self._error is None:
+                self._error = (stage, exc)
+        self._abort.set()
+        self._stop.set()
+
+    # -- queue helpers ---------------------------------------------------------------------------------------
+    def _put(self, q: queue.Queue[object], item: object, name: str) -> None:
+        while True:
+            if self._abort.is_set():
+                raise _Aborted
+            try:
+                q.put(item, timeout=_POLL_S)
+            except queue.Full:
+                continue
+            self.metrics.queue_depth(name, q.qsize())
+            return
+
+    def _get(self, q: queue.Queue[object] | LatestSlot) -> object:
+        while True:
+            if self._abort.is_set():
+                raise _Aborted
+            if isinstance(q, LatestSlot):
+                item = q.get(_POLL_S)
+                if item is not None:
+                    return item
+                continue
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+
+    # -- workers ---------------------------------------------------------------------------------------------
+    def _capture(self, out: queue.Queue[object] | LatestSlot) -> None:
+        index = 0
+        t_start = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                if self.max_frames is not None and index >= self.max_frames:
+                    break
+                if self.duration_s is not None and time.perf_counter() - t_start >= self.duration_s:
+                    break
+                t0 = time.perf_counter()
+                got = self.source.read()
+                t1 = time.perf_counter()
+                if got is None:
+                    break
+                image, pts = got
+                frame = Frame(index=index, image=image, t_capture=t1, pts=pts)
+                ms = (t1 - t0) * 1000.0 - self.source.paced_ms
+                frame.timings["capture"] = ms
+                self.metrics.stage("capture", ms)
+                self.metrics.captured_frame()
+                index += 1
+                if isinstance(out, LatestSlot):
+                    if out.put(frame):
+                        self.metrics.dropped_frame()
+                    self.metrics.queue_depth("capture", out.qsize())
+                else:
+                    self._put(out, frame, "capture")
+        except _Aborted:
+            return
+        except BaseException as exc:
+            self._fail("capture", exc)
+            return
+        finally:
+            if isinstance(out, LatestSlot):
+                out.close()
+        try:
+            if not isinstance(out, LatestSlot):
+                self._put(out, _END, "capture")
+        except _Aborted:
+            pass
+
+    def _stage_worker(self, stage: Stage, inq: queue.Queue[object] | LatestSlot, out: queue.Queue[object]) -> None:
+        try:
+            while True:
+                item = self._get(inq)
+                if item is _END:
+                    self._put(out, _END, stage.name)
+                    return
+                assert isinstance(item, Frame)
+                t0 = time.perf_counter()
+                frame = stage.process(item, self.controls)
+                ms = (time.perf_counter() - t0) * 1000.0
+                frame.timings[stage.name] = ms
+                self.metrics.stage(stage.name, ms)
+                self._put(out, frame, stage.name)
+        except _Aborted:
+            return
+        except BaseException as exc:
+            self._fail(stage.name, exc)
+
+    def _output(self, inq: queue.Queue[object] | LatestSlot) -> None:
+        current = "output"
+        try:
+            while True:
+                item = self._get(inq)
+                if item is _END:
+                    return
+                assert isinstance(item, Frame)
+                t0 = time.perf_counter()
+                for sink in self.sinks:
+                    current = f"output:{sink.name}"
+                    t_sink = time.perf_counter()
+                    sink.write(item)
+                    self.metrics.stage(f"sink:{sink.name}", (time.perf_counter() - t_sink) * 1000.0)
+                current = "output"
+                ms = (time.perf_counter() - t0) * 1000.0
+                item.timings["output"] = ms
+                self.metrics.stage("output", ms)
+                self.metrics.output(item.t_capture)
+        except _Aborted:
+            return
+        except BaseException as exc:
+            self._fail(current, exc)
+
+    # -- run -------------------------------------------------------------------------------------------------
+    def run(
+        self, on_status: Callable[[dict[str, float]], None] | None = None, status_interval_s: float = 1.0
+    ) -> MetricsReport:
+        """Run until the source ends, ``stop()`` or an error; return the metrics report.
+
+        Ctrl-C (KeyboardInterrupt in the calling thread) stops gracefully and the report says
+        ``stopped_by='interrupt'``. A worker's exception is re-raised as StageError after every output has been
+        closed.
+        """
+        opened: list[Sink] = []
+        try:
+            for stage in self.stages:
+                try:
+                    stage.warmup(self.source.info)
+                except BaseException as exc:
+                    raise StageError(stage.name, exc) from exc
+            for sink in self.sinks:
+                try:
+                    sink.open(self.source.info)
+                except BaseException as exc:
+                    raise StageError(f"output:{sink.name}", exc) from exc
+                opened.append(sink)
+            self._run_threads(on_status, status_interval_s)
+        finally:
+            self._close(opened)
+        if self._error is not None:
+            failed, cause = self._error
+            raise StageError(failed, cause) from cause
+        return self.metrics.report(self.queue_size, self._stopped_by)
+
+    def _run_threads(self, on_status: Callable[[dict[str, float]], None] | None, interval: float) -> None:
+        first: queue.Queue[object] | LatestSlot = (
+            LatestSlot() if self.drop_policy is DropPolicy.LATEST else queue.Queue(self.queue_size)
+        )
+        threads = [threading.Thread(target=self._capture, args=(first,), name="capture", daemon=True)]
+        inq = first
+        for stage in self.stages:
+            out: queue.Queue[object] = queue.Queue(self.queue_size)
+            threads.append(
+                threading.Thread(target=self._stage_worker, args=(stage, inq, out), name=stage.name, daemon=True)
+            )
+            inq = out
+        threads.append(threading.Thread(target=self._output, args=(inq,), name="output", daemon=True))
+        main_sinks = [s for s in self.sinks if s.main_thread]
+        for t in threads:
+            t.start()
+        next_status = time.perf_counter() + interval
+        stop_deadline: float | None = None
+        workers = threads[1:]
+        while any(t.is_alive() for t in workers):
+            try:
+                for sink in main_sinks:
+                    if sink.service() is SinkEvent.QUIT:
+                        self.stop("quit")
+                now = time.perf_counter()
+                if on_status is not None and now >= next_status:
+                    on_status(self.metrics.status())
+                    next_status = now + interval
+                if self._stop.is_set() and stop_deadline is None:
+                    stop_deadline = now + self.drain_timeout_s
+                if stop_deadline is not None and now > stop_deadline and not self._abort.is_set():
+                    log.warning("frames in flight did not drain within %.0f s; abandoning them", self.drain_timeout_s)
+                    self._abort.set()
+                workers[-1].join(0.005 if main_sinks else _POLL_S)
+            except KeyboardInterrupt:
+                if self._stop.is_set():  # a second Ctrl-C: do not wait for the drain
+                    self._abort.set()
+                self.stop("interrupt")
+        for sink in main_sinks:  # show the last frame, let the window catch its final events
+            sink.service()
+        threads[0].join(timeout=2.0)
+        self._capture_stuck = threads[0].is_alive()
+        if self._capture_stuck:
+            log.warning("capture is still blocked in %s; leaving it", self.source.info.name)
+
+    def _close(self, sinks: Sequence[Sink]) -> None:
+        for stage in self.stages:
+            try:
+                stage.close()
+            except Exception as exc:
+                log.warning("closing stage %s: %s", stage.name, exc)
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                if self._error is None:
+                    self._error = (f"output:{sink.name}", exc)
+                log.warning("closing output %s: %s", sink.name, exc)
+        if self._capture_stuck:  # closing a source under a blocked reader can crash native code
+            return
+        try:
+            self.source.close()
+        except Exception as exc:
+            log.warning("closing source %s: %s", self.source.info.name, exc)
+
+
+# -- composition root ----------------------------------------------------------------------------------------
+
+HEADLESS_RECORDING = "realtime_swap_preview.mp4"
+HEADLESS_DEMO_SECONDS = 10.0
+
+
+def _face_stages(cfg: EngineConfig, notices: list[str]) -> list[Stage]:
+    """The detect → swap → blend stages this configuration gets, or [] for pass-through.
+
+    A stage that this build does not have is reported in ``notices`` (and the run goes on without it) unless
+    the user asked for it explicitly, which is an error.
+    """
+    if not cfg.faces.swap:
+        return []
+    from realtime_swap.errors import StageUnavailableError
+
+    if cfg.faces.model is not None:
+        raise StageUnavailableError(
+            f"--model {cfg.faces.model}: the swap stage is not built yet (issue #4/#7); run with --no-swap"
+        )
+    notices.append(
+        "face stages are not built yet (detect: issue #3, swap model: #4, colour/blend: #5): "
+        "running capture → output only (the same as --no-swap)"
+    )
+    return []
+
+
+def _sinks(
+    cfg: EngineConfig, controls: Controls, live_source: bool, notices: list[str]
+) -> tuple[list[Sink], float | None]:
+    """The outputs, and a default duration for a headless run of an endless source (None: no limit)."""
+    from realtime_swap.sinks.null import NullSink
+    from realtime_swap.sinks.video_file import VideoFileSink
+    from realtime_swap.sinks.window import WindowSink, display_available
+
+    out = cfg.outputs
+    sinks: list[Sink] = []
+    duration = None
+    record = out.record
+    preview = out.preview
+    if preview is None:
+        ok, why = display_available()
+        preview = ok
+        if not ok and record is None and not out.null:
+            record = Path(HEADLESS_RECORDING)
+            notices.append(f"no preview window: {why}; recording to {record} instead")
+            if live_source and cfg.frames is None and cfg.duration_s is None:
+                duration = HEADLESS_DEMO_SECONDS
+                notices.append(f"headless run of a live source: stopping after {duration:g} s (--duration to change)")
+    if preview:
+        sinks.append(WindowSink(controls, color_modes=()))
+    if record is not None:
+        sinks.append(VideoFileSink(record, crf=out.record_crf, preset=out.record_preset, audio_from=None))
+    if out.null or not sinks:
+        sinks.append(NullSink())
+    return sinks, duration
+
+
+def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
+    """Open the source, build the stages and sinks ``cfg`` asks for; return the pipeline and notices for the
+    user (stages missing from this build, fallbacks taken). Raises the product's errors on bad input."""
+    from realtime_swap.sinks.video_file import VideoFileSink
+    from realtime_swap.sources import open_source
+
+    notices: list[str] = []
+    controls = Controls(color_mode=cfg.faces.color)
+    stages = _face_stages(cfg, notices)
+    source = open_source(cfg.source)
+    try:
+        sinks, default_duration = _sinks(cfg, controls, source.info.live, notices)
+        for sink in sinks:
+            if isinstance(sink, VideoFileSink) and source.audio_url:
+                sink.set_audio_source(source.audio_url)
+    except BaseException:
+        source.close()
+        raise
+    pipeline = Pipeline(
+        source,
+        stages,
+        sinks,
+        controls=controls,
+        queue_size=cfg.queue_size,
+        max_frames=cfg.frames,
+        duration_s=cfg.duration_s if cfg.duration_s is not None else default_duration,
+    )
+    return pipeline, notices

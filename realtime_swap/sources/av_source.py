@@ -1,0 +1,148 @@
+"""Video files and network streams through PyAV (FFmpeg): mp4/mkv/avi/..., rtsp, rtmp, http(s), udp, srt, tcp."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import av
+import numpy as np
+
+from realtime_swap.errors import SourceError
+from realtime_swap.sources.base import Source
+from realtime_swap.sources.pacing import Pacer
+from realtime_swap.types import StreamInfo
+
+log = logging.getLogger(__name__)
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "srt", "tcp")
+
+# Low-latency demuxing for live streams; FFmpeg ignores options a protocol does not know.
+_NETWORK_OPTIONS = {
+    "rtsp": {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay"},
+    "udp": {"fflags": "nobuffer", "flags": "low_delay", "overrun_nonfatal": "1", "fifo_size": "1000000"},
+}
+_DEFAULT_NETWORK_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay"}
+
+
+def is_url(spec: str) -> bool:
+    """True when ``spec`` looks like ``scheme://...`` (a URL, not a Windows drive path)."""
+    scheme = urlsplit(spec).scheme
+    return "://" in spec and len(scheme) > 1
+
+
+def check_url(url: str) -> str:
+    """Return the URL's scheme; raise SourceError for one the engine does not read."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "file":
+        return scheme
+    if scheme not in NETWORK_SCHEMES:
+        raise SourceError(f"unsupported URL scheme '{scheme}' in {url} (supported: {', '.join(NETWORK_SCHEMES)}, file)")
+    return scheme
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class AVSource(Source):
+    """Decodes the first video stream of a file or URL to BGR frames.
+
+    realtime: release frames on their timestamps (files; network streams are paced by the sender anyway) or
+    decode as fast as possible (default for files). open_timeout_s/read_timeout_s bound network waits so a dead
+    URL fails with a message instead of hanging. loop: restart a file at its end.
+    """
+
+    def __init__(
+        self,
+        spec: str | Path,
+        realtime: bool = False,
+        loop: bool = False,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        options: dict[str, str] | None = None,
+    ) -> None:
+        self.spec = str(spec)
+        self._network = is_url(self.spec) and check_url(self.spec) != "file"
+        if not self._network:
+            path = Path(self.spec.removeprefix("file://"))
+            if not path.exists():
+                raise SourceError(f"input not found: {path}")
+            if not path.is_file():
+                raise SourceError(f"input is not a file: {path}")
+        self._loop = loop and not self._network
+        opts = dict(options or {})
+        if self._network:
+            scheme = urlsplit(self.spec).scheme.lower()
+            opts = {**_NETWORK_OPTIONS.get(scheme, _DEFAULT_NETWORK_OPTIONS), **opts}
+        self._open_args = (opts, (open_timeout_s, read_timeout_s))
+        self._container = self._open()
+        stream = self._stream
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        width, height = stream.codec_context.width, stream.codec_context.height
+        live = self._network or realtime
+        self.info = StreamInfo(width, height, fps, live=live, name=self.spec)
+        self._pacer = Pacer() if realtime and not self._network else None
+        self._has_audio = bool(self._container.streams.audio)
+        self._frames = self._decode()
+        self._pts_offset = 0.0
+        self._last_pts = 0.0
+        self._count = 0
+
+    def _open(self) -> av.container.InputContainer:
+        opts, timeout = self._open_args
+        try:
+            container = av.open(self.spec, mode="r", options=opts, timeout=timeout)
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"cannot open {self.spec}: {_first_line(exc)}") from exc
+        except OSError as exc:
+            raise SourceError(f"cannot open {self.spec}: {_first_line(exc)}") from exc
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.spec}: no video stream")
+        self._stream = container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        return container
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        return self._container.decode(self._stream)
+
+    @property
+    def audio_url(self) -> str | None:
+        return self.spec if self._has_audio and not self._network else None
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        while True:
+            try:
+                frame = next(self._frames)
+                break
+            except StopIteration:
+                if not self._loop or self._count == 0:
+                    return None
+                self._container.close()
+                self._container = self._open()
+                self._frames = self._decode()
+                self._pts_offset = self._last_pts + (1.0 / self.info.fps if self.info.fps else 0.0)
+            except av.error.FFmpegError as exc:
+                raise SourceError(
+                    f"{self.spec}: decoding failed after {self._count} frames: {_first_line(exc)}"
+                ) from exc
+        self._count += 1
+        pts = self._pts_offset + (
+            float(frame.time) if frame.time is not None else self._count / (self.info.fps or 30.0)
+        )
+        self._last_pts = pts
+        image = frame.to_ndarray(format="bgr24")
+        if self._pacer is not None:
+            self.paced_ms = self._pacer.wait(pts)
+        return image, pts
+
+    def close(self) -> None:
+        container = getattr(self, "_container", None)
+        if container is not None:
+            container.close()
+            self._container = None  # type: ignore[assignment]
