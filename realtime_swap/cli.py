@@ -23,13 +23,11 @@ from realtime_swap.errors import RealtimeSwapError
 log = logging.getLogger("realtime_swap")
 
 # Subcommands provided by other modules: each exposes ``register(subparsers)`` (see the module docstrings).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("realtime_swap.train.command", "export.command")
 # Subcommands announced by the design that this build does not have yet: name -> where it is tracked.
 PLANNED_COMMANDS = {
     "bench": "issue #7 (the spine's figures: python benchmarks/bench_spine.py)",
     "extract": "issue #4",
-    "train": "issue #4",
-    "export": "issue #4",
 }
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
@@ -72,17 +70,47 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_live_arguments(p: argparse.ArgumentParser) -> None:
+    from realtime_swap.blend import BlendMode
+    from realtime_swap.color import ColorMode
+    from realtime_swap.detect.blazeface import BlazeFaceModel
+    from realtime_swap.detect.tracker import FaceSelection
     from realtime_swap.infer.session import Backend
     from realtime_swap.types import FaceType
 
     add_source_arguments(p)
     f = p.add_argument_group("faces")
     f.add_argument("--no-swap", action="store_true", help="pass-through: capture → output with metrics only")
-    f.add_argument("--model", type=Path, help="swap model (.onnx or DeepFaceLive .dfm)")
+    f.add_argument("--model", type=Path, help="swap model (.onnx or DeepFaceLive .dfm; default: the shipped one)")
     f.add_argument("--backend", choices=[b.value for b in Backend], default=Backend.AUTO.value)
     f.add_argument("--face-type", choices=[t.value for t in FaceType], help="override the model's face type")
+    f.add_argument("--morph", type=float, help="DFM morph factor in [0, 1] (models with morph_value:0)")
+    f.add_argument(
+        "--detector",
+        choices=[m.value for m in BlazeFaceModel],
+        default=BlazeFaceModel.SHORT_RANGE.value,
+        help="BlazeFace short range (webcam distance, default) or full range (further, groups)",
+    )
+    f.add_argument(
+        "--select",
+        choices=[m.value for m in FaceSelection],
+        default=FaceSelection.LARGEST.value,
+        help="which faces to swap when there are more than --max-faces",
+    )
     f.add_argument("--max-faces", type=_positive_int, default=1, help="faces swapped per frame (default 1)")
     f.add_argument("--detect-every", type=_positive_int, default=5, help="full detection every N frames")
+    c = p.add_argument_group("colour and blend")
+    c.add_argument(
+        "--color",
+        choices=[m.value for m in ColorMode],
+        default=ColorMode.RCT.value,
+        help="colour transfer of the swapped face towards the frame (default rct)",
+    )
+    c.add_argument("--color-amount", type=float, default=1.0, help="strength of the colour transfer in [0, 1]")
+    c.add_argument("--blend", choices=[m.value for m in BlendMode], default=BlendMode.ALPHA.value)
+    c.add_argument("--erode", type=int, default=0, help="shrink (+) or grow (-) the mask, crop px")
+    c.add_argument("--blur", type=int, default=8, help="feather width of the mask edge, crop px")
+    c.add_argument("--opacity", type=float, default=1.0, help="opacity of the swapped face in [0, 1]")
+    c.add_argument("--sharpen", type=float, default=0.0, help="unsharp-mask amount on the swapped face")
     o = p.add_argument_group("outputs")
     o.add_argument(
         "--preview",
@@ -181,13 +209,21 @@ def run_live(args: argparse.Namespace) -> int:
         f"{' → '.join(['capture', *[s.name for s in pipeline.stages], 'output'])}",
         file=sys.stderr,
     )
-    previous = signal.signal(signal.SIGTERM, lambda *_: pipeline.stop("sigterm"))
+
+    def on_interrupt(signum: int, _frame: object) -> None:
+        if pipeline.stopping:  # a second Ctrl-C: stop waiting for the frames in flight
+            raise KeyboardInterrupt
+        pipeline.stop("interrupt" if signum == signal.SIGINT else "sigterm")
+
+    # Installed explicitly: a process started in the background inherits SIGINT as ignored.
+    previous = {sig: signal.signal(sig, on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     status = _StatusPrinter(args.quiet)
     try:
         report = pipeline.run(on_status=status)
     finally:
         status.finish()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(report.table(), file=sys.stderr)
     if args.metrics_json:
         report.write_json(args.metrics_json)

@@ -30,21 +30,37 @@ class OutputSpec:
 @dataclass(frozen=True)
 class FaceSpec:
     """The face stages. swap: False is the pass-through mode (capture → output); model: a swap model (ONNX
-    or DFM; None: the shipped default if there is one); face_type/resolution: override what the model says."""
+    or DFM; None: the shipped default); face_type: override what the model says; detector/selection/max_faces/
+    detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
+    blur_px (crop px), opacity, sharpen: how the face is pasted back; morph: DFM morph factor (None: model's)."""
 
     swap: bool = True
     model: Path | None = None
     backend: Backend = Backend.AUTO
     face_type: FaceType | None = None
-    color: str = "rct"
+    detector: str = "short"
+    selection: str = "largest"
     max_faces: int = 1
     detect_every: int = 5
+    color: str = "rct"
+    color_amount: float = 1.0
+    blend: str = "alpha"
+    erode_px: int = 0
+    blur_px: int = 8
+    opacity: float = 1.0
+    sharpen: float = 0.0
+    morph: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
             raise ConfigError(f"--max-faces must be >= 1, got {self.max_faces}")
         if self.detect_every < 1:
             raise ConfigError(f"--detect-every must be >= 1, got {self.detect_every}")
+        for name, value in (("--color-amount", self.color_amount), ("--opacity", self.opacity)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
+        if self.morph is not None and not 0.0 <= self.morph <= 1.0:
+            raise ConfigError(f"--morph must be in [0, 1], got {self.morph}")
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,11 @@ class Pipeline:
             self._stopped_by = reason
             self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was asked for (or a worker failed)."""
+        return self._stop.is_set()
+
     def _fail(self, stage: str, exc: BaseException) -> None:
         with self._error_lock:
             if self._error is None:
@@ -350,25 +355,59 @@ HEADLESS_RECORDING = "realtime_swap_preview.mp4"
 HEADLESS_DEMO_SECONDS = 10.0
 
 
-def _face_stages(cfg: EngineConfig, notices: list[str]) -> list[Stage]:
-    """The detect → swap → blend stages this configuration gets, or [] for pass-through.
+def default_model_path() -> Path | None:
+    """The shipped swap model used when ``--model`` is not given, or None when this checkout has none."""
+    path = Path(__file__).resolve().parents[1] / "trained_models" / "demo_swap" / "demo_swap.onnx"
+    return path if path.is_file() else None
 
-    A stage that this build does not have is reported in ``notices`` (and the run goes on without it) unless
-    the user asked for it explicitly, which is an error.
+
+def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> list[Stage]:
+    """The detect → swap → blend stages this configuration gets, or [] for pass-through (``--no-swap``).
+
+    Without a model (none given and none shipped) the engine detects and aligns only, says so in ``notices``
+    and shows the landmarks.
     """
     if not cfg.faces.swap:
         return []
-    from realtime_swap.errors import StageUnavailableError
+    from realtime_swap.blend import BlendMode
+    from realtime_swap.compose import ComposeStage
+    from realtime_swap.detect.blazeface import BlazeFaceModel
+    from realtime_swap.detect.stage import DetectStage
+    from realtime_swap.detect.tracker import FaceSelection, TrackerOptions
+    from realtime_swap.swap.model import SwapModel
+    from realtime_swap.swap.stage import SwapStage
+    from realtime_swap.types import FaceType
 
-    if cfg.faces.model is not None:
-        raise StageUnavailableError(
-            f"--model {cfg.faces.model}: the swap stage is not built yet (issue #4/#7); run with --no-swap"
-        )
-    notices.append(
-        "face stages are not built yet (detect: issue #3, swap model: #4, colour/blend: #5): "
-        "running capture → output only (the same as --no-swap)"
+    f = cfg.faces
+    tracking = TrackerOptions(
+        detector=BlazeFaceModel(f.detector),
+        detect_every=f.detect_every,
+        max_faces=f.max_faces,
+        selection=FaceSelection(f.selection),
+        backend=f.backend,
     )
-    return []
+    path = f.model or default_model_path()
+    if path is None:
+        notices.append(
+            "no swap model: none is shipped in this checkout and --model was not given; "
+            "detecting and aligning faces only (landmarks shown)"
+        )
+        controls.show_landmarks = True
+        return [DetectStage(tracking, f.face_type or FaceType.WHOLE_FACE, 256)]
+    model = SwapModel.load(path, f.backend, face_type=f.face_type)
+    notices.extend(f"backend: {note}" for note in model.notes)
+    return [
+        DetectStage(tracking, model.face_type, model.resolution),
+        SwapStage(model, morph=f.morph),
+        ComposeStage(
+            erode_px=f.erode_px,
+            blur_px=f.blur_px,
+            opacity=f.opacity,
+            mode=BlendMode(f.blend),
+            sharpen=f.sharpen,
+            color_amount=f.color_amount,
+        ),
+    ]
 
 
 def _sinks(
@@ -394,7 +433,9 @@ def _sinks(
                 duration = HEADLESS_DEMO_SECONDS
                 notices.append(f"headless run of a live source: stopping after {duration:g} s (--duration to change)")
     if preview:
-        sinks.append(WindowSink(controls, color_modes=()))
+        from realtime_swap.color import ColorMode
+
+        sinks.append(WindowSink(controls, color_modes=[m.value for m in ColorMode]))
     if record is not None:
         sinks.append(VideoFileSink(record, crf=out.record_crf, preset=out.record_preset, audio_from=None))
     if out.null or not sinks:
@@ -410,7 +451,7 @@ def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
 
     notices: list[str] = []
     controls = Controls(color_mode=cfg.faces.color)
-    stages = _face_stages(cfg, notices)
+    stages = _face_stages(cfg, controls, notices)
     source = open_source(cfg.source)
     try:
         sinks, default_duration = _sinks(cfg, controls, source.info.live, notices)

@@ -19,12 +19,14 @@ log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "srt", "tcp")
 
-# Low-latency demuxing for live streams; FFmpeg ignores options a protocol does not know.
+# Low-latency demuxing for live streams: a short probe (0.5 s) and low-delay decoding. Not ``fflags nobuffer``:
+# it discards the probed packets, and with them the first keyframe. FFmpeg ignores options a protocol lacks.
+_LOW_DELAY = {"flags": "low_delay", "analyzeduration": "500000", "probesize": "500000"}
 _NETWORK_OPTIONS = {
-    "rtsp": {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay"},
-    "udp": {"fflags": "nobuffer", "flags": "low_delay", "overrun_nonfatal": "1", "fifo_size": "1000000"},
+    "rtsp": {**_LOW_DELAY, "rtsp_transport": "tcp"},
+    "udp": {**_LOW_DELAY, "overrun_nonfatal": "1", "fifo_size": "1000000"},
 }
-_DEFAULT_NETWORK_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay"}
+_DEFAULT_NETWORK_OPTIONS = _LOW_DELAY
 
 
 def is_url(spec: str) -> bool:

@@ -49,6 +49,12 @@ class WebcamSource(Source):
     ) -> None:
         self.device = device
         label = f"camera {device}"
+        if sys.platform.startswith("linux"):
+            node = f"/dev/video{device}" if isinstance(device, int) else device
+            if not glob.glob(node):
+                found = ", ".join(list_video_devices()) or "none"
+                raise SourceError(f"{label}: no such device {node} (devices found: {found})")
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # we report a failed open, in one line
         cap = cv2.VideoCapture(device, _backend())
         if not cap.isOpened():
             cap.release()

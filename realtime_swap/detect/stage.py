@@ -1,0 +1,170 @@
+"""The pipeline's detect stage, and the same detection + alignment for single images (faceset extraction).
+
+Bad input policy (``as_bgr_uint8``, used by ``FaceAnalyzer`` / ``analyze_image``): a grey image (H, W) or
+(H, W, 1) is converted to BGR; a 4-channel (H, W, 4) image is taken as BGRA and its alpha dropped; a 16-bit
+image is scaled to 8 bits; anything else (float images, other channel counts, empty arrays, non-arrays) is
+refused with a ValueError that states the expected and the received shape/dtype. A tiny image (even 1 x 1)
+is valid and simply has no face. The live stage takes pipeline frames, which are (H, W, 3) uint8 BGR by
+contract, and refuses anything else with the same kind of ValueError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from realtime_swap.align import align_face
+from realtime_swap.detect.blazeface import BlazeFaceDetector, BlazeFaceModel
+from realtime_swap.detect.facemesh import FaceMeshLandmarker, roi_from_detection
+from realtime_swap.detect.mesh import keypoints_from_mesh
+from realtime_swap.detect.tracker import FaceTracker, TrackerOptions, box_iou, landmarks_box
+from realtime_swap.errors import ConfigError
+from realtime_swap.infer import Backend
+from realtime_swap.masks import landmarks_in_crop, mesh_mask
+from realtime_swap.stages import Controls, Stage
+from realtime_swap.types import Face, FaceType, Frame, StreamInfo
+
+EXPECTED = "(H, W, 3) uint8 BGR, or convertible: (H, W) / (H, W, 1) grey, (H, W, 4) BGRA, uint16"
+
+
+def as_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 BGR, C-contiguous view or copy of ``image`` (see the module's bad-input policy)."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image: expected {EXPECTED} ndarray, got {type(image).__name__}")
+    if image.ndim not in (2, 3) or image.size == 0 or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"image: expected {EXPECTED}, got {image.shape} {image.dtype}")
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"image: expected {EXPECTED}, got {image.shape} {image.dtype}")
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(np.ascontiguousarray(image.reshape(image.shape[:2])), cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(image)
+
+
+def align_faces(image: np.ndarray, faces: list[Face], face_type: FaceType, size: int, mask: bool = True) -> None:
+    """Fill ``face.aligned`` (crop + matrix) of each face, with the mesh mask in crop space when ``mask``."""
+    for face in faces:
+        if face.landmarks is None:
+            continue
+        aligned = align_face(image, face.landmarks, face_type, size)
+        if mask:
+            aligned.mask = mesh_mask(landmarks_in_crop(face.landmarks, aligned), size)
+        face.aligned = aligned
+
+
+@dataclass(frozen=True)
+class AnalyzerOptions:
+    """Single-image detection. detector: full range by default (any distance, groups); max_faces: None for
+    all, else the largest ones; min_presence: FaceMesh face-presence threshold; refine_passes: FaceMesh
+    runs per face (the first in the detection's ROI, each next one in the previous landmarks' ROI);
+    intra_op_threads: ONNX Runtime threads per model (None: one per core)."""
+
+    detector: BlazeFaceModel = BlazeFaceModel.FULL_RANGE
+    min_detection_score: float = 0.5
+    min_presence: float = 0.5
+    max_faces: int | None = None
+    refine_passes: int = 3
+    backend: Backend = Backend.AUTO
+    model_dir: Path | None = None
+    intra_op_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_faces is not None and self.max_faces < 1:
+            raise ConfigError(f"max_faces must be >= 1 or None, got {self.max_faces}")
+        if self.refine_passes < 1:
+            raise ConfigError(f"refine_passes must be >= 1, got {self.refine_passes}")
+
+
+class FaceAnalyzer:
+    """Faces of independent images (no tracking state): detection, then FaceMesh ``refine_passes`` times
+    (ROI from the detection, then from the landmarks). Keep one analyzer for many images: it holds the
+    sessions."""
+
+    def __init__(self, options: AnalyzerOptions | None = None) -> None:
+        self.options = o = options or AnalyzerOptions()
+        self.detector = BlazeFaceDetector(
+            o.detector, o.backend, o.min_detection_score, model_dir=o.model_dir, intra_op_threads=o.intra_op_threads
+        )
+        self.landmarker = FaceMeshLandmarker(o.backend, o.model_dir, o.intra_op_threads)
+
+    def analyze(
+        self, image: np.ndarray, face_type: FaceType | None = None, size: int = 256, mask: bool = True
+    ) -> list[Face]:
+        """Faces in ``image`` (converted by ``as_bgr_uint8``), largest first, ids 0, 1, ...; aligned to
+        ``face_type`` at ``size`` px (with mesh mask) when a face type is given. No face: an empty list."""
+        image = as_bgr_uint8(image)
+        o = self.options
+        detections = self.detector.detect(image)
+        rois = [roi_from_detection(d) for d in detections]
+        meshes = self.landmarker.landmark_refined(image, rois, passes=o.refine_passes)
+        meshes = [m for m in meshes if m.score >= o.min_presence]
+        meshes.sort(key=lambda m: -float(np.prod(np.ptp(m.landmarks, axis=0))))
+        kept: list = []
+        for mesh in meshes:  # two detections that converged on one face
+            if all(box_iou(landmarks_box(mesh.landmarks), landmarks_box(k.landmarks)) <= 0.5 for k in kept):
+                kept.append(mesh)
+        kept = kept[: o.max_faces] if o.max_faces is not None else kept
+        faces = [
+            Face(
+                id=i,
+                box=landmarks_box(m.landmarks),
+                score=m.score,
+                landmarks=m.landmarks,
+                keypoints=keypoints_from_mesh(m.landmarks),
+            )
+            for i, m in enumerate(kept)
+        ]
+        if face_type is not None:
+            align_faces(image, faces, face_type, size, mask)
+        return faces
+
+
+def analyze_image(
+    image: np.ndarray,
+    face_type: FaceType | None = None,
+    size: int = 256,
+    mask: bool = True,
+    options: AnalyzerOptions | None = None,
+) -> list[Face]:
+    """One-off ``FaceAnalyzer(options).analyze(image, face_type, size, mask)`` (loads the models each call)."""
+    return FaceAnalyzer(options).analyze(image, face_type, size, mask)
+
+
+class DetectStage(Stage):
+    """Pipeline stage: fills ``frame.faces`` with tracked faces aligned to ``face_type`` at ``size`` px.
+
+    Each face gets ``landmarks`` (468, 2), ``keypoints`` (5, 2), ``box``, ``id`` and ``aligned`` (crop,
+    frame -> crop matrix, and the mesh mask in crop space when ``mask``).
+    """
+
+    name = "detect"
+
+    def __init__(
+        self,
+        tracker: FaceTracker | TrackerOptions | None = None,
+        face_type: FaceType = FaceType.WHOLE_FACE,
+        size: int = 256,
+        mask: bool = True,
+    ) -> None:
+        if size < 16:
+            raise ConfigError(f"detect: crop size must be >= 16 px, got {size}")
+        self.tracker = tracker if isinstance(tracker, FaceTracker) else FaceTracker(tracker)
+        self.face_type = FaceType(face_type)
+        self.size = int(size)
+        self.mask = mask
+
+    def warmup(self, info: StreamInfo) -> None:
+        self.tracker.reset()
+        self.tracker.warmup()
+
+    def process(self, frame: Frame, controls: Controls) -> Frame:
+        faces = self.tracker.update(frame.image, frame.pts)
+        align_faces(frame.image, faces, self.face_type, self.size, self.mask)
+        frame.faces = faces
+        return frame

@@ -1,0 +1,356 @@
+"""Face tracking: BlazeFace every N frames, FaceMesh on the previous frame's landmarks in between.
+
+Per frame, each tracked face's FaceMesh ROI comes from its landmarks in the previous frame (as in MediaPipe's
+face_landmark_front graphs), so the detector runs only every ``detect_every`` frames, when there is no face, or
+when a track is lost (FaceMesh's face-presence score falls under ``min_presence``). Faces keep an id for as
+long as they are tracked; landmarks are steadied by a One-Euro filter per face.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realtime_swap.detect.blazeface import BlazeFaceDetector, BlazeFaceModel, Detection
+from realtime_swap.detect.facemesh import (
+    FaceMeshLandmarker,
+    MeshResult,
+    Roi,
+    roi_from_detection,
+    roi_from_landmarks,
+)
+from realtime_swap.detect.mesh import keypoints_from_mesh
+from realtime_swap.detect.smoothing import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, OneEuroFilter
+from realtime_swap.errors import ConfigError
+from realtime_swap.infer import Backend
+from realtime_swap.types import Face, check_bgr_image
+
+
+class FaceSelection(str, enum.Enum):
+    """Which faces to keep when there are more than ``max_faces``; the CLI's choices come from here.
+
+    LARGEST: the ``max_faces`` biggest ones, biggest first. CLOSEST: the ``max_faces`` ones nearest
+    ``select_point``, nearest first. ALL: every face, ``max_faces`` ignored, left to right.
+    """
+
+    LARGEST = "largest"
+    CLOSEST = "closest"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class SmoothingOptions:
+    """One-Euro filter on the landmarks (frame px, time in s). enabled=False passes raw landmarks through.
+
+    min_cutoff (Hz): smoothing of a still face (lower: steadier, more lag at low speed); beta (Hz per px/s):
+    how fast the cut-off rises with speed (higher: less lag when moving), stated for a face
+    ``reference_width`` px wide and scaled per face by reference_width / face width, so that a face's
+    smoothing does not depend on its size in the frame; d_cutoff (Hz): cut-off of the speed estimate.
+    Defaults: ``realtime_swap.detect.smoothing``'s tuning.
+    """
+
+    enabled: bool = True
+    min_cutoff: float = DEFAULT_MIN_CUTOFF
+    beta: float = DEFAULT_BETA
+    d_cutoff: float = DEFAULT_D_CUTOFF
+    reference_width: float = 200.0
+
+    def __post_init__(self) -> None:
+        if self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0 or self.reference_width <= 0:
+            raise ConfigError(
+                f"smoothing: need min_cutoff > 0, d_cutoff > 0, beta >= 0, reference_width > 0; got "
+                f"{self.min_cutoff}, {self.d_cutoff}, {self.beta}, {self.reference_width}"
+            )
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """How faces are found and followed.
+
+    detector: BlazeFace short range (webcam distance) or full range (people further away, groups).
+    detect_every: run the detector every N frames (1: every frame); it also runs whenever no face is
+    tracked or a track is lost.
+    max_faces / selection / select_point: how many faces, which ones (see ``FaceSelection``); select_point
+    is (x, y) in [0, 1] frame units for ``FaceSelection.CLOSEST``.
+    min_detection_score: BlazeFace confidence threshold. min_presence: FaceMesh face-presence score under
+    which a track is lost. match_iou: IoU above which a detection is the same face as a track.
+    reclaim_frames: a face found again within this many frames of losing it, where it was lost (IoU above
+    match_iou or centred in its last box), gets its old id back (a hand passing over the face).
+    intra_op_threads: ONNX Runtime threads per model (None: one per core). 1 by default: these models are
+    small (a 2nd thread saves ~15 % of a FaceMesh run on an idle CPU) and the live pipeline's other stages
+    share the cores; two sessions with multi-thread, spinning pools slow each other down by 2-3x on 2 cores.
+    """
+
+    detector: BlazeFaceModel = BlazeFaceModel.SHORT_RANGE
+    detect_every: int = 5
+    max_faces: int = 1
+    selection: FaceSelection = FaceSelection.LARGEST
+    select_point: tuple[float, float] = (0.5, 0.5)
+    min_detection_score: float = 0.5
+    min_presence: float = 0.5
+    match_iou: float = 0.3
+    reclaim_frames: int = 15
+    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
+    backend: Backend = Backend.AUTO
+    model_dir: Path | None = None
+    intra_op_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ConfigError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.max_faces < 1:
+            raise ConfigError(f"max_faces must be >= 1, got {self.max_faces}")
+        if self.reclaim_frames < 0:
+            raise ConfigError(f"reclaim_frames must be >= 0, got {self.reclaim_frames}")
+        for name in ("min_detection_score", "min_presence", "match_iou"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
+        x, y = self.select_point
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ConfigError(f"select_point must be in [0, 1] x [0, 1], got {self.select_point}")
+
+
+def landmarks_box(landmarks: np.ndarray) -> np.ndarray:
+    """(4,) float32 x0, y0, x1, y1 around (N, 2) points."""
+    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+    return np.array([lo[0], lo[1], hi[0], hi[1]], np.float32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x0, y0, x1, y1 boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    id: int
+    mesh: MeshResult  # raw (unsmoothed) landmarks of the last frame
+    detection_box: np.ndarray  # the last detection box matched to this face: its size for the selection
+    smoother: OneEuroFilter | None = None
+
+    @property
+    def box(self) -> np.ndarray:
+        return landmarks_box(self.mesh.landmarks)
+
+
+@dataclass
+class _Candidate:
+    """A face competing for selection: an existing track or a new detection.
+
+    Sizes compare detection boxes on both sides (a track keeps its last matched one): a landmark box and a
+    detection box of one face differ in size by a factor that depends on the head pose.
+    """
+
+    area: float
+    centre: np.ndarray
+    track: _Track | None = None
+    detection: Detection | None = None
+
+    @classmethod
+    def of_track(cls, track: _Track) -> _Candidate:
+        b, d = track.box, track.detection_box
+        centre = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
+        return cls(float((d[2] - d[0]) * (d[3] - d[1])), centre, track=track)
+
+    @classmethod
+    def of_detection(cls, detection: Detection) -> _Candidate:
+        d = detection.box
+        centre = np.array([(d[0] + d[2]) / 2, (d[1] + d[3]) / 2])
+        return cls(float((d[2] - d[0]) * (d[3] - d[1])), centre, detection=detection)
+
+
+class FaceTracker:
+    """Faces of a video stream, frame after frame, with stable ids and smoothed landmarks.
+
+    ``update(image, t)`` takes frames in order (t: their time in s, increasing) and returns the selected faces.
+    Models load on ``warmup()`` or on the first frame.
+    """
+
+    def __init__(self, options: TrackerOptions | None = None) -> None:
+        self.options = options or TrackerOptions()
+        self._detector: BlazeFaceDetector | None = None
+        self._landmarker: FaceMeshLandmarker | None = None
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._since_detection = 0
+        self._last_t: float | None = None
+        self._frame = 0
+        self._lost: list[tuple[int, np.ndarray, int]] = []  # (id, last landmark box, frame it was lost)
+        self.detections_run = 0  # how many frames ran the detector (for metrics and tests)
+
+    @property
+    def detector(self) -> BlazeFaceDetector:
+        if self._detector is None:
+            o = self.options
+            self._detector = BlazeFaceDetector(
+                o.detector, o.backend, o.min_detection_score, model_dir=o.model_dir,
+                intra_op_threads=o.intra_op_threads,
+            )  # fmt: skip
+        return self._detector
+
+    @property
+    def landmarker(self) -> FaceMeshLandmarker:
+        if self._landmarker is None:
+            o = self.options
+            self._landmarker = FaceMeshLandmarker(o.backend, o.model_dir, o.intra_op_threads)
+        return self._landmarker
+
+    def warmup(self) -> None:
+        """Create both ONNX sessions and run each once on a blank frame."""
+        blank = np.zeros((64, 64, 3), np.uint8)
+        self.detector.detect(blank)
+        self.landmarker.landmark(blank, [Roi(32.0, 32.0, 48.0, 0.0)])
+
+    def reset(self) -> None:
+        """Forget every track (ids restart at 0)."""
+        self._tracks = []
+        self._next_id = 0
+        self._since_detection = 0
+        self._last_t = None
+        self._frame = 0
+        self._lost = []
+
+    def update(self, image: np.ndarray, t: float) -> list[Face]:
+        """Faces in the next frame, (H, W, 3) uint8 BGR at time ``t`` s, ordered by the selection rule.
+
+        Each Face: id, box (landmarks' bounding box), score (FaceMesh face-presence probability), landmarks
+        (468, 2) smoothed, keypoints (5, 2) from those landmarks; frame px. No face: an empty list.
+        """
+        image = check_bgr_image(image, "FaceTracker.update")
+        if self._last_t is not None and t < self._last_t:  # a seek back or a looped file: smoothers restart
+            for track in self._tracks:
+                track.smoother = None
+        self._last_t = t
+        self._frame += 1
+        self._lost = [e for e in self._lost if self._frame - e[2] <= self.options.reclaim_frames]
+        lost = self._follow(image)
+        o = self.options
+        if not self._tracks or lost or self._since_detection + 1 >= o.detect_every:
+            self._detect(image)
+            self._since_detection = 0
+        else:
+            self._since_detection += 1
+        self._drop_duplicates()
+        ranked = self._rank([_Candidate.of_track(tr) for tr in self._tracks], image.shape)
+        self._tracks = [c.track for c in ranked if c.track is not None]
+        return [self._emit(track, t) for track in self._tracks]
+
+    # ----------------------------------------------------------------------------------------------------------
+
+    def _follow(self, image: np.ndarray) -> bool:
+        """Landmark every track in its ROI from the last frame; drop the lost ones. True when one was lost."""
+        if not self._tracks:
+            return False
+        rois = [roi_from_landmarks(track.mesh.landmarks) for track in self._tracks]
+        meshes = self.landmarker.landmark(image, rois)
+        kept = []
+        for track, mesh in zip(self._tracks, meshes, strict=True):
+            if mesh.score >= self.options.min_presence:
+                track.mesh = mesh
+                kept.append(track)
+            else:
+                self._lost.append((track.id, track.box, self._frame))
+        lost = len(kept) < len(self._tracks)
+        self._tracks = kept
+        return lost
+
+    def _detect(self, image: np.ndarray) -> None:
+        """Run the detector; start tracks for the new faces the selection keeps."""
+        self.detections_run += 1
+        detections = self.detector.detect(image)
+        unmatched = self._match(detections)
+        candidates = [_Candidate.of_track(tr) for tr in self._tracks]
+        candidates += [_Candidate.of_detection(d) for d in unmatched]
+        chosen = self._rank(candidates, image.shape)
+        new = [c.detection for c in chosen if c.detection is not None]
+        self._tracks = [c.track for c in chosen if c.track is not None]
+        if not new:
+            return
+        meshes = self.landmarker.landmark_refined(image, [roi_from_detection(d) for d in new], passes=2)
+        for detection, mesh in zip(new, meshes, strict=True):
+            if mesh.score >= self.options.min_presence:
+                self._tracks.append(_Track(self._new_id(landmarks_box(mesh.landmarks)), mesh, detection.box))
+
+    def _new_id(self, box: np.ndarray) -> int:
+        """The id of a face lost here lately (best overlap), else a fresh one."""
+        best, best_iou = None, 0.0
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        for entry in self._lost:
+            old = entry[1]
+            iou = box_iou(old, box)
+            if (iou > self.options.match_iou or (old[0] <= cx <= old[2] and old[1] <= cy <= old[3])) and (
+                best is None or iou > best_iou
+            ):
+                best, best_iou = entry, iou
+        if best is not None:
+            self._lost.remove(best)
+            return best[0]
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _match(self, detections: list[Detection]) -> list[Detection]:
+        """Pair detections with tracks (greedy, best IoU first; a detection centred in a track's landmark box
+        also counts); matched tracks take the detection's box. Returns the detections of new faces."""
+        pairs = []
+        for i, track in enumerate(self._tracks):
+            box = track.box
+            for j, det in enumerate(detections):
+                iou = box_iou(box, det.box)
+                cx, cy = (det.box[0] + det.box[2]) / 2, (det.box[1] + det.box[3]) / 2
+                inside = box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+                if iou > self.options.match_iou or inside:
+                    pairs.append((iou, i, j))
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        for _, i, j in sorted(pairs, reverse=True):
+            if i in used_t or j in used_d:
+                continue
+            used_t.add(i)
+            used_d.add(j)
+            self._tracks[i].detection_box = detections[j].box
+        return [d for j, d in enumerate(detections) if j not in used_d]
+
+    def _rank(self, candidates: list[_Candidate], shape: tuple[int, ...]) -> list[_Candidate]:
+        """The candidates the selection rule keeps, in its order."""
+        o = self.options
+        if o.selection is FaceSelection.ALL:
+            return sorted(candidates, key=lambda c: float(c.centre[0]))
+        if o.selection is FaceSelection.CLOSEST:
+            point = np.array([o.select_point[0] * shape[1], o.select_point[1] * shape[0]])
+            return sorted(candidates, key=lambda c: float(np.linalg.norm(c.centre - point)))[: o.max_faces]
+        return sorted(candidates, key=lambda c: -c.area)[: o.max_faces]
+
+    def _drop_duplicates(self) -> None:
+        """Two tracks that converged on one face: keep the older (smaller id)."""
+        kept: list[_Track] = []
+        for track in sorted(self._tracks, key=lambda tr: tr.id):
+            if all(box_iou(track.box, other.box) <= 0.5 for other in kept):
+                kept.append(track)
+        self._tracks = kept
+
+    def _emit(self, track: _Track, t: float) -> Face:
+        s = self.options.smoothing
+        landmarks = track.mesh.landmarks
+        if s.enabled:
+            if track.smoother is None:
+                track.smoother = OneEuroFilter(s.min_cutoff, s.beta, s.d_cutoff)
+            track.smoother.beta = s.beta * s.reference_width / max(float(np.ptp(landmarks[:, 0])), 1.0)
+            landmarks = np.asarray(track.smoother(landmarks, t), np.float32)
+        landmarks = np.ascontiguousarray(landmarks, np.float32)
+        return Face(
+            id=track.id,
+            box=landmarks_box(landmarks),
+            score=track.mesh.score,
+            landmarks=landmarks,
+            keypoints=np.asarray(keypoints_from_mesh(landmarks), np.float32),
+        )

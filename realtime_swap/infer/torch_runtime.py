@@ -1,0 +1,112 @@
+"""PyTorch as a ModelRunner: the ONNX graph converted back to torch, eager or ``torch.compile``d, fp32/fp16/bf16.
+
+Half precision is for CUDA only (CPU half kernels are slow or missing). Inputs of rank <= 1 (DFM's
+``morph_value:0``) are passed to the converted graph as host numbers, so they can size slices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime_swap.errors import ConfigError
+from realtime_swap.infer.onnx_info import load_onnx, onnx_io
+from realtime_swap.infer.runner import ModelRunner, Precision, is_torch_tensor
+from realtime_swap.infer.session import Backend
+
+log = logging.getLogger(__name__)
+
+
+def torch_unavailable_reason() -> str | None:
+    """Why the torch backend cannot run here, or None."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "torch is not installed (pip install 'realtime_swap[train]')"
+    return None
+
+
+class TorchRunner(ModelRunner):
+    """An ONNX model run as a converted torch module.
+
+    device: "cpu" or "cuda[:id]"; precision: None = fp16 on CUDA, fp32 on the CPU; compile: wrap the module
+    in ``torch.compile`` (the first call per batch size compiles: do it in warm-up).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        precision: Precision | None = None,
+        compile: bool = False,
+    ) -> None:
+        reason = torch_unavailable_reason()
+        if reason is not None:
+            raise ConfigError(f"backend 'torch': {reason}")
+        import torch
+
+        from realtime_swap.infer.onnx_torch import OnnxModule
+
+        self.backend = Backend.TORCH
+        self._path = Path(path)
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"backend 'torch': device {device} asked, but torch {torch.__version__} sees no CUDA")
+        precision = precision or (Precision.FP16 if dev.type == "cuda" else Precision.FP32)
+        if dev.type != "cuda" and precision is not Precision.FP32:
+            raise ConfigError(f"backend 'torch': {precision.value} runs on CUDA only; on the CPU use fp32")
+        self.precision = precision
+        self._dtype = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}[
+            precision
+        ]
+        model = load_onnx(self._path, weights=True)
+        self.inputs, self.outputs = onnx_io(model)
+        module = OnnxModule(model, str(self._path)).to(device=dev, dtype=self._dtype).eval()
+        self._input_names = module.input_names
+        self._output_index = {name: i for i, name in enumerate(module.output_names)}
+        self._fn: Any = torch.compile(module, dynamic=False) if compile else module
+        self._device = dev
+        self.device = str(dev)
+        first = self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else None
+        self.fixed_batch = first if isinstance(first, int) else None
+        self._host_inputs = {info.name for info in self.inputs if len(info.shape) <= 1}
+        self._torch = torch
+        log.info("torch backend: %s on %s, %s, compile=%s", self._path.name, dev, precision.value, compile)
+
+    def _forward(self, feeds: Mapping[str, Any]) -> tuple[Any, ...]:
+        from realtime_swap.infer.onnx_torch import host_scalar
+
+        torch = self._torch
+        args = []
+        for name in self._input_names:
+            value = feeds[name]
+            if name in self._host_inputs:
+                flat = value.reshape(-1) if hasattr(value, "reshape") else np.asarray(value).reshape(-1)
+                args.append(host_scalar(float(flat[0])))
+                continue
+            tensor = value if is_torch_tensor(value) else torch.from_numpy(np.ascontiguousarray(value))
+            args.append(tensor.to(self._device, self._dtype, non_blocking=True))
+        with torch.inference_mode():
+            return tuple(self._fn(*args))
+
+    def run(self, feeds: Mapping[str, np.ndarray], fetch: Sequence[str]) -> list[np.ndarray]:
+        outs = self._forward(feeds)
+        return [outs[self._output_index[name]].float().cpu().numpy() for name in fetch]
+
+    def run_into(
+        self,
+        feeds: Mapping[str, Any],
+        outputs: Mapping[str, Any],
+        shapes: Mapping[str, tuple[int, ...]],
+    ) -> None:
+        for name, buffer in outputs.items():
+            if not is_torch_tensor(buffer):
+                raise ConfigError(f"backend 'torch': output '{name}' needs a torch tensor buffer")
+        outs = self._forward(feeds)
+        for name, buffer in outputs.items():
+            buffer.view(-1).copy_(outs[self._output_index[name]].reshape(-1))

@@ -1,0 +1,72 @@
+"""Shared fixtures: small real media written by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = 16  # px per bit of the frame-number code
+
+
+def encode_index(index: int, width: int = 160, height: int = 120) -> np.ndarray:
+    """A BGR frame whose top row of 8 blocks spells ``index`` in binary (white = 1), robust to H.264 loss."""
+    image = np.full((height, width, 3), 60, np.uint8)
+    image[BLOCK:, :] = (index * 37) % 200 + 30  # something that changes below the code
+    for bit in range(8):
+        if (index >> bit) & 1:
+            image[:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 255
+    return image
+
+
+def decode_index(image: np.ndarray) -> int:
+    """Inverse of ``encode_index`` on a decoded frame."""
+    value = 0
+    for bit in range(8):
+        block = image[2 : BLOCK - 2, bit * BLOCK + 2 : (bit + 1) * BLOCK - 2]
+        if block.mean() > 160:
+            value |= 1 << bit
+    return value
+
+
+def write_test_video(path: Path, frames: int = 60, fps: int = 30, fragmented: bool = False) -> Path:
+    """An H.264 mp4 of ``frames`` frames carrying their own index (see ``encode_index``)."""
+    options = {"movflags": "frag_keyframe+empty_moov"} if fragmented else {}
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"crf": "10", "preset": "ultrafast"}
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(encode_index(i), format="bgr24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def test_video(tmp_path: Path) -> Path:
+    return write_test_video(tmp_path / "indexed.mp4")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python run_live.py ARGS`` headless and capture its output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_live.py"), *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
