@@ -20,9 +20,10 @@ def test_default_run_headless_records_instead_of_crashing(tmp_path: Path) -> Non
     result = run_cli("--frames", "20", "--metrics-json", str(tmp_path / "m.json"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "no preview window" in result.stderr
-    with av.open(str(tmp_path / "realtime_swap_preview.mp4")) as container:
-        assert sum(1 for _ in container.decode(video=0)) == 20
     metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["frames_captured"] == 20
+    with av.open(str(tmp_path / "realtime_swap_preview.mp4")) as container:  # a live source may drop frames
+        assert sum(1 for _ in container.decode(video=0)) == metrics["frames_processed"] > 10
     for key in ("fps", "frames_captured", "frames_processed", "frames_dropped", "latency_ms", "stages"):
         assert key in metrics
     assert set(metrics["latency_ms"]) >= {"p50", "p95", "p99"}
