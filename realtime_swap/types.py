@@ -5,7 +5,8 @@ Conventions used everywhere in the product (each field below restates the ones t
 * images in the pipeline are ``(H, W, 3) uint8`` **BGR**, C-contiguous (OpenCV order);
 * model-facing crops are ``(S, S, 3) float32`` **BGR** in ``[0, 1]`` (DeepFaceLive's DFM convention);
 * masks are ``(H, W) float32`` in ``[0, 1]``;
-* point sets are ``(N, 2) float32`` in **pixels** of the image they refer to, ``x`` then ``y``;
+* point sets are ``(N, 2) float32`` in **pixels** of the image they refer to, ``x`` then ``y``; the centre of
+  pixel (row i, column j) is at (x, y) = (j, i) (OpenCV's convention, which align/masks/warps rely on);
 * affine matrices are ``(2, 3) float64`` mapping *source* pixel coordinates to *destination* ones;
 * times are ``time.perf_counter()`` seconds; durations in metrics are milliseconds.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 
@@ -67,7 +69,8 @@ class Face:
 
     id:        stable across frames while the tracker follows the same face (>= 0).
     box:       (4,) float32 x0, y0, x1, y1 in frame px.
-    score:     detector confidence in [0, 1].
+    score:     confidence in [0, 1] that this is a face (FaceMesh's face-presence score once landmarked,
+               the detector's score before).
     landmarks: (N, 2) float32 frame px (N = 468 for FaceMesh), or None before landmarking.
     keypoints: (5, 2) float32 frame px: right eye, left eye, nose tip, right mouth corner, left mouth corner
                (the subject's right/left, ArcFace order), or None.
@@ -135,4 +138,25 @@ def check_bgr_image(image: np.ndarray, what: str = "image") -> np.ndarray:
         raise ValueError(f"{what}: expected (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{what}: empty image {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+_CONVERTIBLE = "(H, W, 3) uint8 BGR, or convertible: (H, W) / (H, W, 1) grey, (H, W, 4) BGRA, uint16"
+
+
+def as_bgr_uint8(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """An (H, W, 3) uint8 BGR, C-contiguous view or copy of ``image``: grey, BGRA and 16-bit images are converted;
+    anything else raises ValueError naming ``what``, the expected and the actual shape and dtype."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{what}: expected {_CONVERTIBLE} ndarray, got {type(image).__name__}")
+    if image.ndim not in (2, 3) or image.size == 0 or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"{what}: expected {_CONVERTIBLE}, got {image.shape} {image.dtype}")
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"{what}: expected {_CONVERTIBLE}, got {image.shape} {image.dtype}")
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(np.ascontiguousarray(image.reshape(image.shape[:2])), cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGRA2BGR)
     return np.ascontiguousarray(image)

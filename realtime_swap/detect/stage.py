@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from realtime_swap.align import align_face
@@ -25,26 +24,7 @@ from realtime_swap.errors import ConfigError
 from realtime_swap.infer import Backend
 from realtime_swap.masks import landmarks_in_crop, mesh_mask
 from realtime_swap.stages import Controls, Stage
-from realtime_swap.types import Face, FaceType, Frame, StreamInfo
-
-EXPECTED = "(H, W, 3) uint8 BGR, or convertible: (H, W) / (H, W, 1) grey, (H, W, 4) BGRA, uint16"
-
-
-def as_bgr_uint8(image: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) uint8 BGR, C-contiguous view or copy of ``image`` (see the module's bad-input policy)."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"image: expected {EXPECTED} ndarray, got {type(image).__name__}")
-    if image.ndim not in (2, 3) or image.size == 0 or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"image: expected {EXPECTED}, got {image.shape} {image.dtype}")
-    if image.dtype == np.uint16:
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise ValueError(f"image: expected {EXPECTED}, got {image.shape} {image.dtype}")
-    if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(np.ascontiguousarray(image.reshape(image.shape[:2])), cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(image)
+from realtime_swap.types import Face, FaceType, Frame, StreamInfo, as_bgr_uint8
 
 
 def align_faces(image: np.ndarray, faces: list[Face], face_type: FaceType, size: int, mask: bool = True) -> None:

@@ -10,26 +10,9 @@ import numpy as np
 from realtime_swap.errors import SourceError
 from realtime_swap.sources.base import Source
 from realtime_swap.sources.pacing import Pacer
-from realtime_swap.types import StreamInfo
+from realtime_swap.types import StreamInfo, as_bgr_uint8
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-
-
-def to_bgr_uint8(image: np.ndarray, what: str) -> np.ndarray:
-    """Convert grey, BGRA and 16-bit images to (H, W, 3) uint8 BGR; refuse anything else naming ``what``."""
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype in (np.float32, np.float64):
-        image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if image.dtype != np.uint8:
-        raise SourceError(f"{what}: unsupported pixel type {image.dtype}")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return np.ascontiguousarray(image)
-    raise SourceError(f"{what}: unsupported image shape {image.shape}")
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -40,7 +23,10 @@ def read_image(path: Path) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise SourceError(f"cannot decode image {path} (corrupt or not an image)")
-    return to_bgr_uint8(image, str(path))
+    try:
+        return as_bgr_uint8(image, str(path))
+    except ValueError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 class ImageSource(Source):
