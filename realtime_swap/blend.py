@@ -3,7 +3,8 @@ feathered alpha composite, opacity, optional seamless clone and sharpen.
 
 Warping only the region the face covers is what keeps paste-back cheap at high resolutions: the cost follows
 the face's size in the frame, not the frame's. :func:`paste_back_full_frame` is the usual whole-frame warp,
-kept as the benchmark's baseline; both produce the same pixels.
+kept as the benchmark's baseline; both produce the same pixels (to one 8-bit level: OpenCV's fixed-point
+interpolation rounds the shifted matrix's coordinates slightly differently).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class BlendMode(str, enum.Enum):
     """How the warped face is merged into the frame."""
 
     ALPHA = "alpha"  # feathered alpha composite
-    SEAMLESS = "seamless"  # OpenCV seamlessClone (Poisson) on the face's region, then the alpha composite
+    SEAMLESS = "seamless"  # OpenCV seamlessClone (Poisson) into the frame's face in crop space, then ALPHA
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,13 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--blur", type=int, default=8, help="feather width of the mask edge, crop px")
     c.add_argument("--opacity", type=float, default=1.0, help="opacity of the swapped face in [0, 1]")
     c.add_argument("--sharpen", type=float, default=0.0, help="unsharp-mask amount on the swapped face")
+    c.add_argument("--keep-mouth", action="store_true", help="keep the frame's own mouth interior (occlusions)")
+    c.add_argument(
+        "--color-smoothing",
+        type=float,
+        default=0.25,
+        help="time constant (s) smoothing the colour statistics over frames; 0 disables",
+    )
     o = p.add_argument_group("outputs")
     o.add_argument(
         "--preview",
@@ -151,8 +158,20 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             model=args.model,
             backend=Backend(args.backend),
             face_type=FaceType(args.face_type) if args.face_type else None,
+            detector=args.detector,
+            selection=args.select,
             max_faces=args.max_faces,
             detect_every=args.detect_every,
+            color=args.color,
+            color_amount=args.color_amount,
+            color_smoothing_s=args.color_smoothing,
+            blend=args.blend,
+            erode_px=args.erode,
+            blur_px=args.blur,
+            opacity=args.opacity,
+            sharpen=args.sharpen,
+            keep_mouth=args.keep_mouth,
+            morph=args.morph,
         ),
         outputs=OutputSpec(
             preview=args.preview,

@@ -32,7 +32,8 @@ class FaceSpec:
     """The face stages. swap: False is the pass-through mode (capture → output); model: a swap model (ONNX
     or DFM; None: the shipped default); face_type: override what the model says; detector/selection/max_faces/
     detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
-    blur_px (crop px), opacity, sharpen: how the face is pasted back; morph: DFM morph factor (None: model's)."""
+    blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
+    constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's)."""
 
     swap: bool = True
     model: Path | None = None
@@ -49,6 +50,8 @@ class FaceSpec:
     blur_px: int = 8
     opacity: float = 1.0
     sharpen: float = 0.0
+    keep_mouth: bool = False
+    color_smoothing_s: float = 0.25
     morph: float | None = None
 
     def __post_init__(self) -> None:
@@ -59,6 +62,8 @@ class FaceSpec:
         for name, value in (("--color-amount", self.color_amount), ("--opacity", self.opacity)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {value}")
+        if self.color_smoothing_s < 0:
+            raise ConfigError(f"--color-smoothing must be >= 0 s, got {self.color_smoothing_s}")
         if self.morph is not None and not 0.0 <= self.morph <= 1.0:
             raise ConfigError(f"--morph must be in [0, 1], got {self.morph}")
 

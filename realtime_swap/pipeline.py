@@ -397,7 +397,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     model = SwapModel.load(path, f.backend, face_type=f.face_type)
     notices.extend(f"backend: {note}" for note in model.notes)
     return [
-        DetectStage(tracking, model.face_type, model.resolution),
+        DetectStage(tracking, model.face_type, model.resolution, mouth=f.keep_mouth),
         SwapStage(model, morph=f.morph),
         ComposeStage(
             erode_px=f.erode_px,
@@ -406,6 +406,8 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             mode=BlendMode(f.blend),
             sharpen=f.sharpen,
             color_amount=f.color_amount,
+            color_time_constant_s=f.color_smoothing_s,
+            keep_mouth=f.keep_mouth,
         ),
     ]
 

@@ -39,12 +39,14 @@ class AlignedFace:
     matrix: (2, 3) float64 frame px -> crop px; ``cv2.invertAffineTransform(matrix)`` pastes back.
     face_type: the template the crop follows.
     mask:   (S, S) float32 [0, 1] landmark mask in crop space, or None when not computed.
+    mouth_mask: (S, S) float32 [0, 1] mouth interior in crop space (kept from the frame on request), or None.
     """
 
     image: np.ndarray
     matrix: np.ndarray
     face_type: FaceType
     mask: np.ndarray | None = None
+    mouth_mask: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -96,6 +98,7 @@ class Frame:
                for live sources.
     faces:     filled by the detect stage.
     timings:   stage name -> ms spent on this frame.
+    swapped:   True once the blend stage has pasted at least one swapped face into ``image``.
     """
 
     index: int

@@ -11,8 +11,9 @@ import pytest
 from numba import types
 from skimage import data
 
+from realtime_swap import blend
 from realtime_swap.blend import BlendMode
-from realtime_swap.color import ColorMode
+from realtime_swap.color import ColorMode, transfer
 from realtime_swap.color import kernels as nb
 from realtime_swap.compose import ComposeStage
 from realtime_swap.errors import ConfigError
@@ -137,14 +138,20 @@ def test_unknown_colour_mode_and_bad_options_raise_config_errors(frame: Frame) -
         {"color_amount": 2.0},
         {"color_time_constant_s": -1.0},
         {"mode": "poisson"},
+        {"kernel_threads": 0},
     ):
         with pytest.raises(ConfigError):
             ComposeStage(**kwargs)
 
 
-def test_warmup_compiles_the_kernels(frame: Frame) -> None:
-    stage = ComposeStage()
+def test_warmup_compiles_everything_the_live_loop_runs(frame: Frame) -> None:
+    stage = ComposeStage(mode=BlendMode.SEAMLESS, sharpen=0.2)
     stage.warmup(StreamInfo(width=1024, height=1024, fps=30.0, live=True, name="test"))
+    dispatchers = [*transfer.kernels(), blend._composite]
+    before = [len(d.signatures) for d in dispatchers]  # type: ignore[attr-defined]
+    assert all(before)
     assert types.Array(types.float32, 1, "C") in nb.rct_apply.signatures[0]  # type: ignore[attr-defined]
-    assert stage.name == "blend"
-    assert [m.value for m in ColorMode]  # the controls' colour modes are the enum's values
+    for i, mode in enumerate(ColorMode):
+        f = Frame(index=i, image=frame.image, t_capture=0.0, pts=i / 30, faces=frame.faces)
+        stage.process(f, Controls(color_mode=mode.value))
+    assert [len(d.signatures) for d in dispatchers] == before  # type: ignore[attr-defined]

@@ -35,11 +35,12 @@ HIST_BINS = 256
 SLICED_BINS = 512
 SLICED_LO = -1.5
 SLICED_HI = 1.5
-"""idt / sot: histograms of projections of (BGR - 0.5) on unit axes; any point of the cube, and of the
-intermediate clouds, projects inside [-1.5, 1.5]."""
+"""idt / sot: histograms of projections of (BGR - 0.5) on unit axes over [-1.5, 1.5] (5.9e-3 per bin): the
+cube projects inside +-0.87 and the intermediate clouds stay within +-1.5; anything beyond counts in the end
+bins."""
 
 IDT_ITERATIONS = 10
-"""idt: number of random orthonormal bases, each matched on its 3 axes in turn."""
+"""idt: number of random orthonormal bases; each step matches the cloud's 3 marginals on one basis at once."""
 
 SOT_STEPS = 10
 SOT_DIRECTIONS = 4

@@ -388,18 +388,29 @@ def map_value(mapping: np.ndarray, p: float, lo: float, inv_width: float, bins: 
 # --- hist: per-channel histogram matching on the 0..255 scale ---------------------------------------------------
 
 
+@kernel()
+def _hist_rows(
+    src: np.ndarray, out: np.ndarray, maps: np.ndarray, lo: float, inv_width: float, bins: int, amount: float
+) -> None:
+    n = src.shape[0] // 3
+    for c in range(3):  # channel-outer: one table per inner loop
+        mapping = maps[c]
+        for i in range(n):
+            s = src[3 * i + c]
+            v = map_value(mapping, s * 255.0, lo, inv_width, bins) * (1.0 / 255.0)
+            out[3 * i + c] = s + amount * (min(max(v, 0.0), 1.0) - s)
+
+
 @kernel(parallel=True)
 def hist_apply(
     src: np.ndarray, out: np.ndarray, maps: np.ndarray, lo: float, inv_width: float, bins: int, amount: float
 ) -> None:
     """out = src + amount * (map_c(255 src) / 255 - src) per channel c; ``maps`` is (3, bins + 1)."""
     n = src.shape[0] // 3
-    for i in prange(n):
-        for c in range(3):
-            s = src[3 * i + c]
-            v = map_value(maps[c], s * 255.0, lo, inv_width, bins) / 255.0
-            v = min(max(v, 0.0), 1.0)
-            out[3 * i + c] = s + amount * (v - s)
+    chunks = chunk_count(n)
+    for k in prange(chunks):
+        lo_i, hi_i = _chunk(n, chunks, k)
+        _hist_rows(src[3 * lo_i : 3 * hi_i], out[3 * lo_i : 3 * hi_i], maps, lo, inv_width, bins, amount)
 
 
 # --- idt / sot: sliced transports of the colour cloud -----------------------------------------------------------

@@ -91,7 +91,7 @@ def hist_apply(src: np.ndarray, maps: np.ndarray, lo: float, inv_width: float, b
     out = np.empty_like(src)
     for c in range(3):
         s = src[:, c].astype(np.float64)
-        v = np.clip(map_values(maps[c], s * 255.0, lo, inv_width, bins) / 255.0, 0.0, 1.0)
+        v = np.clip(map_values(maps[c], s * 255.0, lo, inv_width, bins) * (1.0 / 255.0), 0.0, 1.0)
         out[:, c] = s + amount * (v - s)
     return out
 

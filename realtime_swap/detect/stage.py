@@ -22,19 +22,25 @@ from realtime_swap.detect.mesh import keypoints_from_mesh
 from realtime_swap.detect.tracker import FaceTracker, TrackerOptions, box_iou, landmarks_box
 from realtime_swap.errors import ConfigError
 from realtime_swap.infer import Backend
-from realtime_swap.masks import landmarks_in_crop, mesh_mask
+from realtime_swap.masks import landmarks_in_crop, mesh_mask, mouth_mask
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.types import Face, FaceType, Frame, StreamInfo, as_bgr_uint8
 
 
-def align_faces(image: np.ndarray, faces: list[Face], face_type: FaceType, size: int, mask: bool = True) -> None:
+def align_faces(
+    image: np.ndarray, faces: list[Face], face_type: FaceType, size: int, mask: bool = True, mouth: bool = False
+) -> None:
     """Fill ``face.aligned`` (crop + matrix) of each face, with the mesh mask in crop space when ``mask``."""
     for face in faces:
         if face.landmarks is None:
             continue
         aligned = align_face(image, face.landmarks, face_type, size)
-        if mask:
-            aligned.mask = mesh_mask(landmarks_in_crop(face.landmarks, aligned), size)
+        if mask or mouth:
+            in_crop = landmarks_in_crop(face.landmarks, aligned)
+            if mask:
+                aligned.mask = mesh_mask(in_crop, size)
+            if mouth:
+                aligned.mouth_mask = mouth_mask(in_crop, size)
         face.aligned = aligned
 
 
@@ -120,7 +126,7 @@ class DetectStage(Stage):
     """Pipeline stage: fills ``frame.faces`` with tracked faces aligned to ``face_type`` at ``size`` px.
 
     Each face gets ``landmarks`` (468, 2), ``keypoints`` (5, 2), ``box``, ``id`` and ``aligned`` (crop,
-    frame -> crop matrix, and the mesh mask in crop space when ``mask``).
+    frame -> crop matrix, the mesh mask in crop space when ``mask``, the mouth interior when ``mouth``).
     """
 
     name = "detect"
@@ -131,6 +137,7 @@ class DetectStage(Stage):
         face_type: FaceType = FaceType.WHOLE_FACE,
         size: int = 256,
         mask: bool = True,
+        mouth: bool = False,
     ) -> None:
         if size < 16:
             raise ConfigError(f"detect: crop size must be >= 16 px, got {size}")
@@ -138,6 +145,7 @@ class DetectStage(Stage):
         self.face_type = FaceType(face_type)
         self.size = int(size)
         self.mask = mask
+        self.mouth = mouth
 
     def warmup(self, info: StreamInfo) -> None:
         self.tracker.reset()
@@ -145,6 +153,6 @@ class DetectStage(Stage):
 
     def process(self, frame: Frame, controls: Controls) -> Frame:
         faces = self.tracker.update(frame.image, frame.pts)
-        align_faces(frame.image, faces, self.face_type, self.size, self.mask)
+        align_faces(frame.image, faces, self.face_type, self.size, self.mask, self.mouth)
         frame.faces = faces
         return frame

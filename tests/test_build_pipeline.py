@@ -1,0 +1,60 @@
+"""The composition root: the CLI's options reach the stages and sinks they configure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from realtime_swap.cli import _config_from_args, build_parser
+from realtime_swap.compose import ComposeStage
+from realtime_swap.detect.stage import DetectStage
+from realtime_swap.pipeline import build_pipeline
+from realtime_swap.sinks.null import NullSink
+from realtime_swap.swap.stage import SwapStage
+from realtime_swap.swap.synthetic import build_dfm_model
+
+
+def _config(*argv: str):  # type: ignore[no-untyped-def]
+    parser, _ = build_parser()
+    return _config_from_args(parser.parse_args(["live", *argv]))
+
+
+def test_face_options_reach_the_stages(tmp_path: Path) -> None:
+    model = tmp_path / "m.dfm"
+    model.write_bytes(build_dfm_model(64))
+    cfg = _config(
+        "--model", str(model), "--null", "--color", "lct", "--color-amount", "0.5", "--blend", "seamless",
+        "--erode", "3", "--blur", "5", "--opacity", "0.8", "--sharpen", "0.2", "--keep-mouth",
+        "--color-smoothing", "0.5", "--detector", "full", "--select", "all", "--max-faces", "3",
+        "--detect-every", "2", "--morph", "0.3",
+    )  # fmt: skip
+    pipeline, _ = build_pipeline(cfg)
+    detect, swap, compose = pipeline.stages
+    assert isinstance(detect, DetectStage) and isinstance(swap, SwapStage) and isinstance(compose, ComposeStage)
+    assert pipeline.controls.color_mode == "lct"
+    assert detect.mouth and detect.size == 64
+    options = detect.tracker.options
+    assert (options.detector.value, options.selection.value, options.max_faces, options.detect_every) == (
+        "full", "all", 3, 2,
+    )  # fmt: skip
+    assert (compose.mode.value, compose.erode_px, compose.blur_px, compose.opacity, compose.sharpen) == (
+        "seamless", 3, 5, 0.8, 0.2,
+    )  # fmt: skip
+    assert compose.keep_mouth and compose.color_amount == 0.5 and compose.smoother.time_constant_s == 0.5
+    assert isinstance(pipeline.sinks[0], NullSink)
+    pipeline.source.close()
+
+
+def test_no_swap_is_pass_through() -> None:
+    pipeline, notices = build_pipeline(_config("--no-swap", "--null"))
+    assert pipeline.stages == [] and notices == []
+    pipeline.source.close()
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--opacity", "1.5"), ("--color-amount", "-1"), ("--morph", "2")])
+def test_out_of_range_options_are_config_errors(flag: str, value: str) -> None:
+    from realtime_swap.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=flag):
+        _config(flag, value)
