@@ -23,10 +23,9 @@ from realtime_swap.errors import RealtimeSwapError
 log = logging.getLogger("realtime_swap")
 
 # Subcommands provided by other modules: each exposes ``register(subparsers)`` (see the module docstrings).
-COMMAND_MODULES: tuple[str, ...] = ("realtime_swap.train.command", "export.command")
+COMMAND_MODULES: tuple[str, ...] = ("realtime_swap.train.command", "export.command", "realtime_swap.bench")
 # Subcommands announced by the design that this build does not have yet: name -> where it is tracked.
 PLANNED_COMMANDS = {
-    "bench": "issue #7 (the spine's figures: python benchmarks/bench_spine.py)",
     "extract": "issue #4",
 }
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
@@ -98,6 +97,13 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--max-faces", type=_positive_int, default=1, help="faces swapped per frame (default 1)")
     f.add_argument("--detect-every", type=_positive_int, default=5, help="full detection every N frames")
+    f.add_argument(
+        "--gpu-path",
+        choices=["off", "auto", "cuda", "cpu"],
+        default="off",
+        help="run swap + colour + composite as one torch stage on this device (frame uploaded once); "
+        "auto: CUDA when the model runs there",
+    )
     c = p.add_argument_group("colour and blend")
     c.add_argument(
         "--color",
@@ -172,6 +178,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             sharpen=args.sharpen,
             keep_mouth=args.keep_mouth,
             morph=args.morph,
+            gpu_path=args.gpu_path,
         ),
         outputs=OutputSpec(
             preview=args.preview,

@@ -33,7 +33,8 @@ class FaceSpec:
     or DFM; None: the shipped default); face_type: override what the model says; detector/selection/max_faces/
     detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
     blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
-    constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's)."""
+    constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); gpu_path: run
+    swap + colour + composite as one torch stage on a device ("off", "auto", "cuda", "cpu")."""
 
     swap: bool = True
     model: Path | None = None
@@ -53,6 +54,7 @@ class FaceSpec:
     keep_mouth: bool = False
     color_smoothing_s: float = 0.25
     morph: float | None = None
+    gpu_path: str = "off"
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:

@@ -396,7 +396,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         return [DetectStage(tracking, f.face_type or FaceType.WHOLE_FACE, 256)]
     model = SwapModel.load(path, f.backend, face_type=f.face_type)
     notices.extend(f"backend: {note}" for note in model.notes)
-    return [
+    stages: list[Stage] = [
         DetectStage(tracking, model.face_type, model.resolution, mouth=f.keep_mouth),
         SwapStage(model, morph=f.morph),
         ComposeStage(
@@ -410,6 +410,11 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             keep_mouth=f.keep_mouth,
         ),
     ]
+    if f.gpu_path != "off":
+        from realtime_swap.gpu import gpu_resident_stages
+
+        stages = gpu_resident_stages(stages, f.gpu_path)
+    return stages
 
 
 def _sinks(

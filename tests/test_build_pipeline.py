@@ -58,3 +58,13 @@ def test_out_of_range_options_are_config_errors(flag: str, value: str) -> None:
 
     with pytest.raises(ConfigError, match=flag):
         _config(flag, value)
+
+
+def test_gpu_path_replaces_swap_and_blend(tmp_path: Path) -> None:
+    from realtime_swap.gpu import GpuSwapComposeStage
+
+    model = tmp_path / "m.dfm"
+    model.write_bytes(build_dfm_model(64))
+    pipeline, _ = build_pipeline(_config("--model", str(model), "--null", "--gpu-path", "cpu"))
+    assert [type(s) for s in pipeline.stages] == [DetectStage, GpuSwapComposeStage]
+    pipeline.source.close()

@@ -1,0 +1,336 @@
+"""The blend path's image maths in torch, so it runs where the tensors are (CUDA, or the CPU for tests).
+
+Each function mirrors a host function of the CPU path and documents the difference:
+
+* :func:`warp_crop` ↔ ``cv2.warpAffine`` in :func:`realtime_swap.align.align_face` (bilinear, replicated border);
+* :func:`rct_moments` / :func:`rct_apply` ↔ the ``rct`` colour transfer (:mod:`realtime_swap.color`);
+* :func:`process_mask` ↔ :func:`realtime_swap.blend.process_mask`;
+* :func:`sharpen` ↔ the unsharp mask of :func:`realtime_swap.blend.paste_back_roi`;
+* :func:`composite_region` ↔ the ROI warp and composite of :func:`realtime_swap.blend.paste_back_roi`.
+
+OpenCV warps in fixed point (coordinates in 1/32 px, weights in 1/1024) while these warp in float32, so warped
+pixels differ by up to about one 8-bit level; the Lab curves are evaluated exactly here, where the numba kernels
+use polynomial fits (< 1e-6). Images are float32 holding 8-bit levels (0..255, rounded where the CPU path
+has uint8) or [0, 1] where the CPU path has float crops; shapes are written on each function.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from realtime_swap.color.common import MASK_CUTOFF, MOMENT_SAMPLES, RCT_STD_FLOOR, sample_stride
+from realtime_swap.color.kernels import (
+    BGR_TO_XYZN,
+    DECODE_KNEE,
+    ENCODE_KNEE,
+    F_INV_KNEE,
+    F_KNEE,
+    F_OFFSET,
+    F_SLOPE,
+    XYZN_TO_BGR,
+)
+
+_SNAP = 1.0 / 255.0
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """Frame pixels columns [x0, x1), rows [y0, y1)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def empty(self) -> bool:
+        return self.x1 <= self.x0 or self.y1 <= self.y0
+
+
+def crop_box(matrix: np.ndarray, size: int, width: int, height: int) -> Box:
+    """The frame pixels a (size, size) crop made with ``matrix`` (frame px -> crop px) can read or write.
+
+    The crop square's corners (pixel edges) are mapped to the frame; their bounding box grows by 1 px for bilinear
+    interpolation (2 on the far side, as :func:`realtime_swap.blend.face_region`) and is clipped to the frame.
+    Computed on the host from the matrix alone, so no device value has to be read back.
+    """
+    inverse = cv2.invertAffineTransform(np.asarray(matrix, np.float64))
+    e = -0.5, size - 0.5
+    corners = np.array([[e[0], e[0]], [e[1], e[0]], [e[0], e[1]], [e[1], e[1]]])
+    pts = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0 = max(int(np.floor(pts[:, 0].min())) - 1, 0)
+    y0 = max(int(np.floor(pts[:, 1].min())) - 1, 0)
+    x1 = min(int(np.ceil(pts[:, 0].max())) + 2, width)
+    y1 = min(int(np.ceil(pts[:, 1].max())) + 2, height)
+    return Box(x0, y0, x1, y1)
+
+
+def _theta(to_input: np.ndarray, out_w: int, out_h: int, in_w: int, in_h: int) -> np.ndarray:
+    """affine_grid's theta (align_corners=True) for ``to_input``: (2, 3) output px -> input px."""
+    # normalised -> px on the output side, then px -> normalised on the input side (pixel centres at +-1)
+    out_from_norm = np.array([[(out_w - 1) / 2.0, 0.0, (out_w - 1) / 2.0], [0.0, (out_h - 1) / 2.0, (out_h - 1) / 2.0]])
+    out3 = np.vstack([out_from_norm, [0.0, 0.0, 1.0]])
+    px = np.vstack([to_input, [0.0, 0.0, 1.0]]) @ out3
+    sx = 2.0 / max(in_w - 1, 1)
+    sy = 2.0 / max(in_h - 1, 1)
+    return np.array([px[0] * sx - np.array([0.0, 0.0, 1.0]), px[1] * sy - np.array([0.0, 0.0, 1.0])])
+
+
+def _sample(image: torch.Tensor, to_input: np.ndarray, out_w: int, out_h: int, padding: str) -> torch.Tensor:
+    """Bilinear sample of ``image`` (C, h, w) float32 at ``to_input`` @ (u, v, 1) for every output px (u, v)."""
+    c, h, w = image.shape
+    theta = torch.as_tensor(_theta(to_input, out_w, out_h, w, h), dtype=torch.float32, device=image.device)
+    grid = F.affine_grid(theta[None], [1, c, out_h, out_w], align_corners=True)
+    return F.grid_sample(image[None], grid, mode="bilinear", padding_mode=padding, align_corners=True)[0]
+
+
+def warp_crop(frame: torch.Tensor, matrix: np.ndarray, size: int) -> torch.Tensor:
+    """The aligned (size, size, 3) crop of ``frame`` as ``cv2.warpAffine(frame, matrix, (size, size))``
+    (bilinear, border replicated), as float32 8-bit levels rounded to integers.
+
+    frame: (H, W, 3) uint8 BGR on any device; matrix: (2, 3) float64 frame px -> crop px. Only the frame's
+    pixels under the crop are converted to float.
+    """
+    height, width = int(frame.shape[0]), int(frame.shape[1])
+    box = crop_box(matrix, size, width, height)
+    if box.empty:  # the crop lies wholly outside the frame: it replicates border pixels, read them all
+        box = Box(0, 0, width, height)
+    region = frame[box.y0 : box.y1, box.x0 : box.x1].permute(2, 0, 1).float()
+    to_frame = cv2.invertAffineTransform(np.asarray(matrix, np.float64))
+    to_frame[:, 2] -= (box.x0, box.y0)
+    out = _sample(region, to_frame, size, size, "border")
+    return out.permute(1, 2, 0).round_()
+
+
+# --- colour: rct in L*a*b* -------------------------------------------------------------------------------------
+
+_M: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _matrices(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if device not in _M:
+        to_xyz = torch.tensor(BGR_TO_XYZN, dtype=torch.float32, device=device).reshape(3, 3)
+        to_bgr = torch.tensor(XYZN_TO_BGR, dtype=torch.float32, device=device).reshape(3, 3)
+        _M[device] = (to_xyz, to_bgr)
+    return _M[device]
+
+
+def bgr_to_lab(bgr: torch.Tensor) -> torch.Tensor:
+    """(..., 3) BGR float in [0, 1] -> (..., 3) float32 L*a*b* (OpenCV's float definition, as
+    :func:`realtime_swap.color.lab.bgr_to_lab`)."""
+    to_xyz, _ = _matrices(bgr.device)
+    c = bgr.float().clamp(0.0, 1.0)
+    linear = torch.where(c <= DECODE_KNEE, c / 12.92, ((c + 0.055) / 1.055).pow(2.4))
+    t = (linear @ to_xyz.T).clamp(0.0, 1.0)
+    f = torch.where(t <= F_KNEE, F_SLOPE * t + F_OFFSET, t.pow(1.0 / 3.0))
+    fx, fy, fz = f.unbind(-1)
+    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-1)
+
+
+def lab_to_bgr(lab: torch.Tensor) -> torch.Tensor:
+    """(..., 3) L*a*b* -> (..., 3) float32 BGR in [0, 1], out-of-gamut colours clipped (as
+    :func:`realtime_swap.color.lab.lab_to_bgr`)."""
+    _, to_bgr = _matrices(lab.device)
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = torch.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], dim=-1)
+    t = torch.where(f > F_INV_KNEE, f * f * f, (f - F_OFFSET) / F_SLOPE)
+    linear = (t @ to_bgr.T).clamp(0.0, 1.0)
+    return torch.where(linear <= ENCODE_KNEE, 12.92 * linear, 1.055 * linear.pow(1.0 / 2.4) - 0.055)
+
+
+def rct_moments(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(6,) float32 [mean L, a, b, std L, a, b] over the mask's pixels above 0.5 on the colour module's
+    sampling grid, and the sample count as a 0-d tensor (0: no statistics; the moments are then zeros).
+
+    image: (S, S, 3) BGR float in [0, 1]; mask: (S, S) float [0, 1]. No device value is read back: the
+    selection is a weight, not an index.
+    """
+    stride = sample_stride(int(mask.shape[0]), int(mask.shape[1]), MOMENT_SAMPLES)
+    weight = (mask[::stride, ::stride] > MASK_CUTOFF).float()[..., None]
+    lab = bgr_to_lab(image[::stride, ::stride])
+    count = weight.sum()
+    n = count.clamp(min=1.0)
+    mean = (lab * weight).sum(dim=(0, 1)) / n
+    var = (((lab - mean) ** 2) * weight).sum(dim=(0, 1)) / n
+    return torch.cat([mean, var.sqrt()]), count
+
+
+def rct_apply(
+    source: torch.Tensor, source_stats: torch.Tensor, target_stats: torch.Tensor, amount: float
+) -> torch.Tensor:
+    """``source + amount * (Lab^-1(scale * Lab(source) + shift) - source)`` with scale/shift from the two (6,)
+    moment vectors (:func:`realtime_swap.color.common.rct_coefficients`); (S, S, 3) float32 in [0, 1]."""
+    scale = target_stats[3:] / source_stats[3:].clamp(min=RCT_STD_FLOOR)
+    shift = target_stats[:3] - source_stats[:3] * scale
+    moved = lab_to_bgr(bgr_to_lab(source) * scale + shift)
+    return source + amount * (moved - source)
+
+
+@dataclass
+class _Track:
+    target: torch.Tensor  # (6,)
+    source: torch.Tensor  # (6,)
+    valid: torch.Tensor  # 0-d bool: the track holds a measurement
+    t: torch.Tensor  # 0-d float64: time of that measurement, s
+    seen: float  # host time the face was last processed, s (for forgetting)
+
+
+class DeviceRctSmoother:
+    """:class:`realtime_swap.color.ColorStatsSmoother` for ``rct``, with every statistic kept on the device.
+
+    Same average: a new measurement at t enters with weight ``1 - exp(-(t - t0) / time_constant_s)``; it
+    restarts from the measurement for a new face, when time went backwards or after more than ``max_gap_s``;
+    an empty measurement (no mask pixel above 0.5) leaves the average unchanged and the face unrecoloured.
+    The branches are ``torch.where`` on device values, so nothing is read back to the host. One difference:
+    faces are forgotten ``max_gap_s`` after they were last *processed* (the host cannot see whether a
+    measurement was empty).
+    """
+
+    def __init__(self, time_constant_s: float, max_gap_s: float = 1.0) -> None:
+        if not (time_constant_s >= 0.0 and math.isfinite(time_constant_s)):
+            raise ValueError(f"DeviceRctSmoother: time_constant_s must be >= 0 s, got {time_constant_s}")
+        self.time_constant_s = float(time_constant_s)
+        self.max_gap_s = float(max_gap_s)
+        self._tracks: dict[int, _Track] = {}
+
+    def transfer(
+        self, face_id: int, source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, amount: float, t: float
+    ) -> torch.Tensor:
+        """Recolour ``source`` (S, S, 3) float [0, 1] towards ``target`` (S, S, 3) float [0, 1] over ``mask``
+        (S, S) float [0, 1] at time ``t`` s, with smoothed statistics; (S, S, 3) float32."""
+        new_target, count = rct_moments(target, mask)
+        new_source, _ = rct_moments(source, mask)
+        has = count > 0
+        device = source.device
+        track = self._tracks.get(face_id)
+        if track is None:
+            zeros = torch.zeros(6, dtype=torch.float32, device=device)
+            track = _Track(
+                zeros,
+                zeros,
+                torch.zeros((), dtype=torch.bool, device=device),
+                torch.zeros((), dtype=torch.float64, device=device),
+                t,
+            )
+            self._tracks[face_id] = track
+        now = torch.tensor(t, dtype=torch.float64, device=device)
+        dt = now - track.t
+        restart = ~track.valid | (dt < 0) | (dt > self.max_gap_s)
+        if self.time_constant_s == 0.0:
+            weight = torch.ones((), dtype=torch.float32, device=device)
+        else:
+            weight = torch.where(restart, 1.0, 1.0 - torch.exp(-dt.clamp(min=0.0) / self.time_constant_s)).float()
+        track.target = torch.where(has, track.target + weight * (new_target - track.target), track.target)
+        track.source = torch.where(has, track.source + weight * (new_source - track.source), track.source)
+        track.t = torch.where(has, now, track.t)
+        track.valid = track.valid | has
+        track.seen = t
+        moved = rct_apply(source, track.source, track.target, amount)
+        return torch.where(has, moved, source)
+
+    def forget_stale(self, t: float) -> None:
+        """Drop the faces not processed within ``max_gap_s`` before ``t`` (s)."""
+        for face_id in [i for i, tr in self._tracks.items() if t - tr.seen > self.max_gap_s or t < tr.seen]:
+            del self._tracks[face_id]
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+
+# --- mask, sharpen, composite ----------------------------------------------------------------------------------
+
+
+def _erode(mask: torch.Tensor, erode_px: int) -> torch.Tensor:
+    """cv2.erode (dilate when negative) with an elliptic (2|e|+1)² element; the border never wins."""
+    size = 2 * abs(erode_px) + 1
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    r = abs(erode_px)
+    fill = 2.0 if erode_px > 0 else -1.0
+    padded = F.pad(mask[None, None], (r, r, r, r), value=fill)[0, 0]
+    h, w = mask.shape
+    out: torch.Tensor | None = None
+    for dy, dx in zip(*np.nonzero(element), strict=True):
+        shifted = padded[dy : dy + h, dx : dx + w]
+        if out is None:
+            out = shifted.clone()
+        elif erode_px > 0:
+            out = torch.minimum(out, shifted)
+        else:
+            out = torch.maximum(out, shifted)
+    assert out is not None
+    return out
+
+
+def _gaussian(size: int, sigma: float, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(cv2.getGaussianKernel(size, sigma, cv2.CV_32F).ravel(), device=device)
+
+
+def _separable(image: torch.Tensor, kernel: torch.Tensor, padding_mode: str) -> torch.Tensor:
+    """Separable convolution of (C, h, w) float32 with a 1-D kernel; ``constant`` (zeros) or ``reflect`` border
+    (``reflect`` is OpenCV's BORDER_REFLECT_101)."""
+    c = image.shape[0]
+    r = kernel.numel() // 2
+    x = F.pad(image[None], (r, r, r, r), mode="constant" if padding_mode == "constant" else "reflect")
+    kx = kernel.reshape(1, 1, 1, -1).expand(c, 1, 1, -1)
+    ky = kernel.reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
+    x = F.conv2d(x, kx, groups=c)
+    return F.conv2d(x, ky, groups=c)[0]
+
+
+def process_mask(mask: torch.Tensor, erode_px: int = 0, blur_px: int = 0) -> torch.Tensor:
+    """:func:`realtime_swap.blend.process_mask` in torch: (S, S) float [0, 1] -> (S, S) float32 [0, 1]."""
+    out = mask.float().clamp(0.0, 1.0)
+    if erode_px:
+        out = _erode(out, erode_px)
+    if blur_px > 0:
+        band = blur_px + 1
+        out = out.clone()
+        out[:band] = 0.0
+        out[-band:] = 0.0
+        out[:, :band] = 0.0
+        out[:, -band:] = 0.0
+        out = _separable(out[None], _gaussian(2 * blur_px + 1, blur_px / 2.0, out.device), "constant")[0]
+        out = torch.where(out < _SNAP, 0.0, torch.where(out > 1.0 - _SNAP, 1.0, out))
+    return out
+
+
+def sharpen(face: torch.Tensor, amount: float) -> torch.Tensor:
+    """Unsharp mask as the CPU path's: face + amount (face - Gaussian(face, sigma 1 px, 7 taps)), saturated.
+
+    face: (S, S, 3) float32 8-bit levels; returns the same, rounded.
+    """
+    blurred = _separable(face.permute(2, 0, 1), _gaussian(7, 1.0, face.device), "reflect").permute(1, 2, 0)
+    blurred = blurred.round()  # OpenCV blurs uint8 into uint8
+    return ((1.0 + amount) * face - amount * blurred).round_().clamp_(0.0, 255.0)
+
+
+def composite_region(
+    frame: torch.Tensor, face: torch.Tensor, alpha: torch.Tensor, matrix: np.ndarray, opacity: float
+) -> None:
+    """Warp ``face`` and ``alpha`` from crop space over the frame pixels the crop covers and composite, in place.
+
+    frame: (H, W, 3) uint8 BGR on the device, modified in place; face: (S, S, 3) float32 8-bit levels;
+    alpha: (S, S) float32 [0, 1] (the processed mask); matrix: (2, 3) float64 frame px -> crop px.
+    Per pixel ``round(d + opacity * a * (f - d))`` as :func:`realtime_swap.blend.paste_back_roi`, the warped face
+    rounded to 8-bit levels first as OpenCV's uint8 warp does; pixels where the warped alpha is 0 keep their value.
+    """
+    height, width = int(frame.shape[0]), int(frame.shape[1])
+    size = int(face.shape[0])
+    box = crop_box(matrix, size, width, height)
+    if box.empty or opacity == 0.0:
+        return
+    to_crop = np.asarray(matrix, np.float64).copy()
+    to_crop[:, 2] += to_crop[:, :2] @ np.array([box.x0, box.y0], np.float64)
+    out_w, out_h = box.x1 - box.x0, box.y1 - box.y0
+    face_w = _sample(face.permute(2, 0, 1), to_crop, out_w, out_h, "border").round_().permute(1, 2, 0)
+    alpha_w = _sample(alpha[None], to_crop, out_w, out_h, "zeros")[0][..., None] * opacity
+    region = frame[box.y0 : box.y1, box.x0 : box.x1]
+    d = region.float()
+    blended = (d + alpha_w * (face_w - d) + 0.5).floor_().clamp_(0.0, 255.0)
+    region.copy_(blended.to(torch.uint8))

@@ -1,0 +1,280 @@
+"""The GPU-resident swap + blend stage: one upload of the frame, crops, inference, colour and composite on the
+device, one download of the result.
+
+It replaces the pair ``SwapStage`` → ``ComposeStage`` (:func:`gpu_resident_stages`) and takes the same inputs
+from ``DetectStage``: per face the landmark-derived ``aligned.matrix`` (frame px -> crop px) and, when present,
+the mesh mask ``aligned.mask`` (S, S) float32 in crop space. The crop itself is warped again on the device from
+the uploaded frame (``aligned.image`` is not read), so that only the frame crosses the bus.
+
+Written against torch's device-agnostic API: on ``device="cuda"`` it needs a swap model whose backend runs on
+CUDA (``SwapModel.swap`` then takes and returns CUDA tensors through IO binding); on ``device="cpu"`` it runs the
+same code on the host, which is how it is tested where there is no GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from realtime_swap.blend import BlendMode
+from realtime_swap.color import ColorMode, ColorStatsSmoother
+from realtime_swap.errors import ConfigError
+from realtime_swap.gpu.ops import DeviceRctSmoother, composite_region, process_mask, sharpen, warp_crop
+from realtime_swap.stages import Controls, Stage
+from realtime_swap.swap.model import SwapModel
+from realtime_swap.types import AlignedFace, Face, Frame, StreamInfo
+
+log = logging.getLogger(__name__)
+
+DEVICE_COLOR_MODES = (ColorMode.NONE, ColorMode.RCT)
+"""Colour modes computed on the device; the others take a host round trip of the (S, S) crop per face."""
+
+
+def resolve_device(model: SwapModel, requested: str = "auto") -> torch.device:
+    """The torch device the GPU path runs on for ``model``: ``auto`` is CUDA when the model's backend runs there.
+
+    Raises ConfigError when CUDA is asked and the model's backend runs on the CPU (or torch sees no GPU), and for
+    ``auto`` on a CPU backend (the CPU path is faster there; ask for ``cpu`` explicitly to run this one).
+    """
+    on_cuda = model.runner.device.startswith("cuda")
+    if requested == "cpu":
+        return torch.device("cpu")
+    if requested not in ("auto", "cuda"):
+        raise ConfigError(f"gpu path: device must be auto, cuda or cpu, got '{requested}'")
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"gpu path: torch {torch.__version__} sees no CUDA device; the GPU-resident path needs a CUDA "
+            "build of torch and a GPU (the CPU path is the default elsewhere)"
+        )
+    if not on_cuda:
+        raise ConfigError(
+            f"gpu path: the swap model runs on '{model.backend.value}' ({model.runner.device}); the GPU-resident "
+            "path needs a CUDA backend (ort-cuda, ort-trt, tensorrt or torch on CUDA)"
+        )
+    return torch.device(model.runner.device)
+
+
+class GpuSwapComposeStage(Stage):
+    """Swap + colour transfer + paste-back of every aligned face, on a torch device.
+
+    In: ``frame.image`` (H, W, 3) uint8 BGR and per face ``aligned.matrix`` / ``aligned.mask``. Out: a new
+    ``frame.image`` (the received array is never written) and ``face.swapped`` left None (the swap result
+    stays on the device). Same options and meaning as ``SwapStage`` + ``ComposeStage`` except ``mode``:
+    alpha only (Poisson cloning is OpenCV's, on the host). Colour modes rct and none run on the device; the
+    others are done on the host for the (S, S) crop (one round trip per face, logged once).
+    """
+
+    name = "swap+blend"
+
+    def __init__(
+        self,
+        model: SwapModel,
+        *,
+        device: torch.device | str = "cuda",
+        morph: float | None = None,
+        erode_px: int = 0,
+        blur_px: int = 8,
+        opacity: float = 1.0,
+        mode: BlendMode = BlendMode.ALPHA,
+        sharpen: float = 0.0,
+        color_amount: float = 1.0,
+        color_time_constant_s: float = 0.25,
+    ) -> None:
+        if BlendMode(mode) is not BlendMode.ALPHA:
+            raise ConfigError(f"gpu path: blend mode '{BlendMode(mode).value}' runs on the host; use alpha")
+        if blur_px < 0:
+            raise ConfigError(f"gpu path: blur_px must be >= 0 crop px, got {blur_px}")
+        if not 0.0 <= opacity <= 1.0:
+            raise ConfigError(f"gpu path: opacity must be in [0, 1], got {opacity}")
+        if not (sharpen >= 0.0 and math.isfinite(sharpen)):
+            raise ConfigError(f"gpu path: sharpen must be >= 0, got {sharpen}")
+        if not 0.0 <= color_amount <= 1.0:
+            raise ConfigError(f"gpu path: color_amount must be in [0, 1], got {color_amount}")
+        self.model = model
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not model.runner.device.startswith("cuda"):
+            raise ConfigError(
+                f"gpu path: the swap model runs on '{model.backend.value}' ({model.runner.device}), not CUDA"
+            )
+        if morph is not None and not model.has_morph:
+            log.info("gpu path: model %s has no morph input; morph %.2f ignored", model.spec.path.name, morph)
+        self.morph = morph if model.has_morph else None
+        self.erode_px = int(erode_px)
+        self.blur_px = int(blur_px)
+        self.opacity = float(opacity)
+        self.sharpen = float(sharpen)
+        self.color_amount = float(color_amount)
+        self.smoother = DeviceRctSmoother(color_time_constant_s)
+        self.host_smoother = ColorStatsSmoother(color_time_constant_s)
+        self._host_noted = False
+
+    @classmethod
+    def replacing(cls, swap: Stage, compose: Stage, device: torch.device | str) -> GpuSwapComposeStage:
+        """The stage that does what ``swap`` (a SwapStage) then ``compose`` (a ComposeStage) do, on ``device``."""
+        from realtime_swap.compose import ComposeStage
+        from realtime_swap.swap.stage import SwapStage
+
+        if not isinstance(swap, SwapStage) or not isinstance(compose, ComposeStage):
+            raise ConfigError(f"gpu path replaces swap + blend, got {swap.name} + {compose.name}")
+        return cls(
+            swap.model,
+            device=device,
+            morph=swap.morph,
+            erode_px=compose.erode_px,
+            blur_px=compose.blur_px,
+            opacity=compose.opacity,
+            mode=compose.mode,
+            sharpen=compose.sharpen,
+            color_amount=compose.color_amount,
+            color_time_constant_s=compose.smoother.time_constant_s,
+        )
+
+    def warmup(self, info: StreamInfo) -> None:
+        """One full pass over a grey frame with one face, so sessions, kernels and allocators are ready."""
+        from realtime_swap.color import warmup as warmup_color
+
+        warmup_color()
+        s = self.model.resolution
+        side = max(s + 8, 32)
+        image = np.full((side, side, 3), 128, np.uint8)
+        matrix = np.array([[1.0, 0.0, -4.0], [0.0, 1.0, -4.0]])
+        face = Face(id=-1, box=np.zeros(4, np.float32), score=1.0)
+        face.aligned = AlignedFace(np.zeros((s, s, 3), np.uint8), matrix, self.model.face_type, None)
+        self._run(image, [face], Controls(), t=0.0)
+        self.smoother.forget_stale(math.inf)
+        self._sync()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def process(self, frame: Frame, controls: Controls) -> Frame:
+        if not controls.swap_enabled:
+            return frame
+        faces = [f for f in frame.faces if f.aligned is not None]
+        if not faces:
+            self.smoother.forget_stale(frame.pts)
+            self.host_smoother.forget_stale(frame.pts)
+            return frame
+        frame.image = self._run(frame.image, faces, controls, frame.pts)
+        frame.swapped = True
+        self.smoother.forget_stale(frame.pts)
+        self.host_smoother.forget_stale(frame.pts)
+        return frame
+
+    def _check(self, face: Face) -> None:
+        aligned = face.aligned
+        assert aligned is not None
+        if aligned.face_type is not self.model.face_type:
+            raise ConfigError(
+                f"gpu path: face {face.id} is aligned as {aligned.face_type.value}, the model "
+                f"{self.model.spec.path.name} expects {self.model.face_type.value}"
+            )
+
+    def _run(self, image: np.ndarray, faces: Sequence[Face], controls: Controls, t: float) -> np.ndarray:
+        """Upload ``image``, swap and paste every face, download the result (a new array)."""
+        for face in faces:
+            self._check(face)
+        mode = _color_mode(controls.color_mode)
+        s = self.model.resolution
+        with torch.inference_mode():
+            # one upload (a copy also on the CPU device: the received array is never written)
+            frame = torch.as_tensor(image).to(self.device, copy=True)
+            crops = [warp_crop(frame, _aligned(f).matrix, _aligned(f).size) for f in faces]
+            batch = torch.stack([_resize(c, s) for c in crops]) * (1.0 / 255.0)
+            swapped, learned = self.model.swap(batch, morph=self.morph)
+            for face, crop, out, mask in zip(faces, crops, swapped, learned, strict=True):
+                self._paste(frame, face, crop, out, mask, mode, t)
+            return frame.cpu().numpy()  # one download
+
+    def _paste(
+        self,
+        frame: torch.Tensor,
+        face: Face,
+        crop: torch.Tensor,
+        out: torch.Tensor,
+        learned: torch.Tensor,
+        mode: ColorMode,
+        t: float,
+    ) -> None:
+        aligned = face.aligned
+        assert aligned is not None
+        size = aligned.size
+        out = _resize(out, size)
+        learned = _resize(learned[..., None], size)[..., 0].clamp(0.0, 1.0)
+        mask = learned.clamp(0.0, 1.0)
+        if aligned.mask is not None:
+            mask = mask * torch.as_tensor(aligned.mask, device=self.device).float().clamp(0.0, 1.0)
+        if mode is ColorMode.RCT and self.color_amount > 0.0:
+            out = self.smoother.transfer(face.id, out, crop * (1.0 / 255.0), mask, self.color_amount, t)
+        elif mode is not ColorMode.NONE and self.color_amount > 0.0:
+            out = self._host_transfer(face, mode, out, crop, mask, t)
+        face_u8 = (out.clamp(0.0, 1.0) * 255.0 + 0.5).floor_()
+        if self.sharpen > 0.0:
+            face_u8 = sharpen(face_u8, self.sharpen)
+        alpha = process_mask(mask, self.erode_px, self.blur_px)
+        composite_region(frame, face_u8, alpha, aligned.matrix, self.opacity)
+
+    def _host_transfer(
+        self, face: Face, mode: ColorMode, out: torch.Tensor, crop: torch.Tensor, mask: torch.Tensor, t: float
+    ) -> torch.Tensor:
+        if not self._host_noted:
+            log.info("gpu path: colour mode %s runs on the host (a round trip of each face's crop)", mode.value)
+            self._host_noted = True
+        moved = self.host_smoother.transfer(
+            face.id,
+            mode,
+            out.cpu().numpy(),
+            crop.cpu().numpy().astype(np.uint8),
+            mask.cpu().numpy(),
+            self.color_amount,
+            t,
+        )
+        return torch.as_tensor(moved, device=self.device)
+
+    def close(self) -> None:
+        self.model.close()
+
+
+def _aligned(face: Face) -> AlignedFace:
+    assert face.aligned is not None  # filtered by the caller
+    return face.aligned
+
+
+def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(s, s, C) float -> (size, size, C) bilinear (half-pixel centres, as cv2.INTER_LINEAR); unchanged when equal."""
+    if int(image.shape[0]) == size:
+        return image
+    x = image.permute(2, 0, 1)[None]
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+
+
+def _color_mode(value: str) -> ColorMode:
+    try:
+        return ColorMode(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in ColorMode)
+        raise ConfigError(f"gpu path: unknown colour mode '{value}'; expected one of {choices}") from None
+
+
+def gpu_resident_stages(stages: Sequence[Stage], device: str = "auto") -> list[Stage]:
+    """``stages`` with the consecutive ``swap`` → ``blend`` pair replaced by one :class:`GpuSwapComposeStage`.
+
+    device: ``auto`` / ``cuda`` / ``cpu`` (see :func:`resolve_device`). Raises ConfigError when the stages have
+    no swap + blend pair (no model: nothing to run on the GPU) or the device cannot be used.
+    """
+    from realtime_swap.compose import ComposeStage
+    from realtime_swap.swap.stage import SwapStage
+
+    out = list(stages)
+    for i in range(len(out) - 1):
+        swap, compose = out[i], out[i + 1]
+        if isinstance(swap, SwapStage) and isinstance(compose, ComposeStage):
+            out[i : i + 2] = [GpuSwapComposeStage.replacing(swap, compose, resolve_device(swap.model, device))]
+            return out
+    raise ConfigError("gpu path: these stages have no swap + blend pair to run on the GPU (no swap model?)")

@@ -1,0 +1,215 @@
+"""The GPU-resident swap + blend path, run on torch's CPU device: it must give the CPU path's pixels.
+
+Tolerances (8-bit levels): OpenCV warps and blurs uint8 in fixed point (1/32 px coordinates, 1/1024 weights)
+where torch computes in float32, so a warped pixel may differ by 1 level; the end-to-end frame may differ by at
+most 2 levels anywhere and by less than 0.01 level on average over the pixels the swap changed.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from realtime_swap.blend import BlendMode, _sharpen, process_mask
+from realtime_swap.color import ColorMode, color_transfer, measure_color_stats
+from realtime_swap.compose import ComposeStage
+from realtime_swap.detect.stage import DetectStage
+from realtime_swap.detect.tracker import TrackerOptions
+from realtime_swap.errors import ConfigError
+from realtime_swap.gpu import GpuSwapComposeStage, gpu_resident_stages, ops, resolve_device
+from realtime_swap.sources.demo import DemoSource
+from realtime_swap.stages import Controls
+from realtime_swap.swap.model import SwapModel
+from realtime_swap.swap.stage import SwapStage
+from realtime_swap.swap.synthetic import build_dfm_model
+from realtime_swap.types import Frame
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("gpu") / "tiny.dfm"
+    path.write_bytes(build_dfm_model(64, width=8, ae_dims=32))
+    return path
+
+
+@pytest.fixture(scope="module")
+def detected(model_path: Path) -> list[Frame]:
+    """Six consecutive 320x240 demo frames with two faces, through the real detect stage (64 px whole-face crops)."""
+    source = DemoSource(320, 240, realtime=False, faces=2)
+    stage = DetectStage(TrackerOptions(max_faces=2), size=64)
+    stage.warmup(source.info)
+    frames = []
+    for i in range(6):
+        got = source.read()
+        assert got is not None
+        frames.append(stage.process(Frame(i, got[0], 0.0, got[1]), Controls()))
+    assert all(len(f.faces) == 2 and all(face.aligned is not None for face in f.faces) for f in frames)
+    return frames
+
+
+def test_warp_crop_matches_opencv() -> None:
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    frame = np.asarray(
+        cv2.GaussianBlur(noise, (5, 5), 1.5), np.uint8
+    )  # natural images are smooth; noise is the worst case for rounding
+    for angle, scale, tx, ty in ((0.0, 1.0, -20.0, -10.0), (17.0, 1.7, 10.0, -40.0), (-33.0, 0.6, -150.0, 30.0)):
+        matrix = cv2.getRotationMatrix2D((80.0, 60.0), angle, scale)
+        matrix[:, 2] += np.array([tx, ty])  # the last one reaches outside the frame: the border is replicated
+        want = cv2.warpAffine(frame, matrix, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        got = ops.warp_crop(torch.from_numpy(frame), matrix, 64).numpy()
+        diff = np.abs(got - want.astype(np.float32))
+        assert got.shape == (64, 64, 3)
+        assert diff.max() <= 1.0, (angle, diff.max())
+        assert (diff > 0).mean() < 0.05
+
+
+def test_rct_matches_the_numpy_reference() -> None:
+    rng = np.random.default_rng(1)
+    source = rng.random((64, 64, 3), dtype=np.float32)
+    target = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), np.float32)
+    mask[10:50, 8:60] = 1.0
+    stats = measure_color_stats(ColorMode.RCT, source, target, mask, reference=True)
+    t_stats, count = ops.rct_moments(torch.from_numpy(target / np.float32(255.0)), torch.from_numpy(mask))
+    s_stats, _ = ops.rct_moments(torch.from_numpy(source), torch.from_numpy(mask))
+    assert int(count) == stats.count
+    np.testing.assert_allclose(t_stats.numpy(), stats.target, atol=1e-4)
+    assert stats.source is not None
+    np.testing.assert_allclose(s_stats.numpy(), stats.source, atol=1e-4)
+    want = color_transfer(ColorMode.RCT, source, target, mask, 0.8, reference=True)
+    got = ops.rct_apply(torch.from_numpy(source), s_stats, t_stats, 0.8).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_rct_on_an_empty_mask_leaves_the_face() -> None:
+    smoother = ops.DeviceRctSmoother(0.25)
+    source = torch.rand(32, 32, 3)
+    out = smoother.transfer(0, source, torch.rand(32, 32, 3), torch.zeros(32, 32), 1.0, 0.0)
+    assert torch.equal(out, source)
+
+
+@pytest.mark.parametrize(("erode", "blur"), [(0, 0), (0, 4), (2, 4), (-3, 2)])
+def test_process_mask_matches_the_host(erode: int, blur: int) -> None:
+    rng = np.random.default_rng(2)
+    mask = cv2.GaussianBlur((rng.random((64, 64)) > 0.3).astype(np.float32), (9, 9), 3)
+    got = ops.process_mask(torch.from_numpy(mask), erode, blur).numpy()
+    np.testing.assert_allclose(got, process_mask(mask, erode, blur), atol=1e-5)
+
+
+def test_sharpen_matches_the_host_within_a_level() -> None:
+    face = np.random.default_rng(4).integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    got = ops.sharpen(torch.from_numpy(face.astype(np.float32)), 0.5).numpy()
+    assert np.abs(got - _sharpen(face, 0.5)).max() <= 1.0
+
+
+def _cpu_path(model: SwapModel, frames: list[Frame], compose: ComposeStage) -> list[np.ndarray]:
+    swap = SwapStage(model)
+    compose.warmup(DemoSource(320, 240).info)
+    controls = Controls()
+    return [compose.process(swap.process(copy.deepcopy(f), controls), controls).image for f in frames]
+
+
+def _gpu_path(stage: GpuSwapComposeStage, frames: list[Frame]) -> list[np.ndarray]:
+    stage.warmup(DemoSource(320, 240).info)
+    return [stage.process(copy.deepcopy(f), Controls()).image for f in frames]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"erode_px": 3, "blur_px": 4, "opacity": 0.7, "sharpen": 0.5, "color_amount": 0.6},
+    ],
+    ids=["defaults", "erode-blur-opacity-sharpen"],
+)
+def test_stage_matches_the_cpu_path(model_path: Path, detected: list[Frame], options: dict[str, float]) -> None:
+    model = SwapModel.load(model_path)
+    want = _cpu_path(model, detected, ComposeStage(**options))  # type: ignore[arg-type]
+    got = _gpu_path(GpuSwapComposeStage(model, device=CPU, **options), detected)  # type: ignore[arg-type]
+    for frame, a, b in zip(detected, want, got, strict=True):
+        changed = np.any(a != frame.image, axis=-1)
+        assert changed.sum() > 2000  # both faces were pasted
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+        assert diff.max() <= 2
+        assert diff[changed].mean() < 0.01
+
+
+def test_stage_never_writes_the_received_image(model_path: Path, detected: list[Frame]) -> None:
+    stage = GpuSwapComposeStage(SwapModel.load(model_path), device=CPU)
+    frame = copy.deepcopy(detected[0])
+    original = frame.image
+    before = original.copy()
+    out = stage.process(frame, Controls())
+    assert out.swapped and out.image is not original
+    assert np.array_equal(original, before)
+    assert not np.array_equal(out.image, before)
+
+
+def test_host_colour_modes_take_a_round_trip(model_path: Path, detected: list[Frame]) -> None:
+    model = SwapModel.load(model_path)
+    controls = Controls(color_mode=ColorMode.LCT.value)
+    compose, swap = ComposeStage(), SwapStage(model)
+    stage = GpuSwapComposeStage(model, device=CPU)
+    a = compose.process(swap.process(copy.deepcopy(detected[0]), controls), controls).image
+    b = stage.process(copy.deepcopy(detected[0]), controls).image
+    assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 2
+
+
+def test_swap_disabled_passes_the_frame(model_path: Path, detected: list[Frame]) -> None:
+    stage = GpuSwapComposeStage(SwapModel.load(model_path), device=CPU)
+    frame = copy.deepcopy(detected[0])
+    image = frame.image
+    assert stage.process(frame, Controls(swap_enabled=False)).image is image
+
+
+def test_seamless_is_refused(model_path: Path) -> None:
+    with pytest.raises(ConfigError, match="seamless"):
+        GpuSwapComposeStage(SwapModel.load(model_path), device=CPU, mode=BlendMode.SEAMLESS)
+
+
+def test_wiring_replaces_swap_and_blend(model_path: Path) -> None:
+    model = SwapModel.load(model_path)
+    detect = DetectStage(TrackerOptions(), size=64)
+    stages = [detect, SwapStage(model, morph=None), ComposeStage(blur_px=5, opacity=0.5)]
+    out = gpu_resident_stages(stages, "cpu")
+    assert out[0] is detect and len(out) == 2
+    gpu = out[1]
+    assert isinstance(gpu, GpuSwapComposeStage)
+    assert (gpu.blur_px, gpu.opacity, gpu.model) == (5, 0.5, model)
+    with pytest.raises(ConfigError, match="no swap \\+ blend pair"):
+        gpu_resident_stages([detect], "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_asked_without_cuda_is_a_clear_error(model_path: Path) -> None:
+    model = SwapModel.load(model_path)
+    for requested in ("auto", "cuda"):
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device(model, requested)
+
+
+CUDA_READY = torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA_READY, reason="needs a CUDA GPU seen by torch and onnxruntime-gpu (none here)")
+def test_cuda_stage_matches_the_cpu_path(model_path: Path, detected: list[Frame]) -> None:
+    from realtime_swap.infer.session import Backend
+
+    cpu_model = SwapModel.load(model_path, Backend.ORT_CPU)
+    want = _cpu_path(cpu_model, detected, ComposeStage())
+    cuda_model = SwapModel.load(model_path, Backend.ORT_CUDA)
+    got = _gpu_path(GpuSwapComposeStage(cuda_model, device=resolve_device(cuda_model, "auto")), detected)
+    for a, b in zip(want, got, strict=True):
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+        assert diff.max() <= 3  # cuDNN's convolutions differ from MLAS's by float rounding
+        assert diff.mean() < 0.01
