@@ -74,6 +74,7 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.tracker import FaceSelection
     from realtime_swap.infer.session import Backend
+    from realtime_swap.sinks.network import StreamEncoder
     from realtime_swap.types import FaceType
 
     add_source_arguments(p)
@@ -135,6 +136,61 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--record-crf", type=int, default=20, help="x264 quality for --record (0..51, default 20)")
     o.add_argument("--record-preset", default="veryfast", help="x264 preset for --record (default veryfast)")
     o.add_argument("--null", action="store_true", help="discard frames (measure only)")
+    o.add_argument(
+        "--vcam",
+        nargs="?",
+        const="auto",
+        metavar="DEVICE",
+        help="send the output to a virtual camera for call apps (v4l2loopback on Linux, OBS Virtual Camera on "
+        "Windows/macOS); DEVICE: /dev/videoN, a loopback card label or a camera name (default: the first one)",
+    )
+    o.add_argument("--vcam-fps", type=_positive_float, help="virtual camera frame rate (default: the source's)")
+    o.add_argument("--vcam-backend", help="pyvirtualcam backend: v4l2loopback, obs, unitycapture (default: any)")
+    o.add_argument(
+        "--v4l2",
+        metavar="DEVICE",
+        help="Linux: write straight into a v4l2loopback device (/dev/videoN or card label) through FFmpeg, "
+        "without pyvirtualcam",
+    )
+    o.add_argument(
+        "--stream",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="stream the output with low-latency H.264 (repeatable): rtmp://host/app/key, rtsp://host:port/path "
+        "(push to a server), srt://host:port, udp://host:port or tcp://host:port (MPEG-TS); reconnects on drops",
+    )
+    o.add_argument(
+        "--stream-encoder",
+        choices=[e.value for e in StreamEncoder],
+        default=StreamEncoder.AUTO.value,
+        help="H.264 encoder for streams (auto: h264_nvenc when it works here, else libx264)",
+    )
+    o.add_argument(
+        "--stream-bitrate",
+        type=_positive_int,
+        metavar="KBPS",
+        help="stream bitrate cap in kbit/s (default: 0.1 bit per pixel per frame, 720p30 ≈ 2800)",
+    )
+    o.add_argument(
+        "--stream-gop", type=_positive_float, default=1.0, metavar="S", help="seconds between keyframes (default 1)"
+    )
+    o.add_argument("--stream-preset", default="veryfast", help="x264 preset for streams (default veryfast)")
+    o.add_argument(
+        "--delay",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="hold every output to a constant capture-to-output latency of MS milliseconds, so a microphone "
+        "delayed by the same amount stays in sync (default 0: off)",
+    )
+    o.add_argument(
+        "--screenshots",
+        type=Path,
+        default=Path("screenshots"),
+        metavar="DIR",
+        help="folder for the preview window's screenshot key p (default ./screenshots)",
+    )
     r = p.add_argument_group("run")
     r.add_argument("--frames", type=_positive_int, help="stop after this many frames")
     r.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
@@ -146,6 +202,7 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
 def _config_from_args(args: argparse.Namespace) -> EngineConfig:
     from realtime_swap.config import FaceSpec, OutputSpec
     from realtime_swap.infer.session import Backend
+    from realtime_swap.sinks.network import StreamEncoder
     from realtime_swap.sources import SourceSpec
     from realtime_swap.types import FaceType
 
@@ -186,6 +243,17 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             null=args.null,
             record_crf=args.record_crf,
             record_preset=args.record_preset,
+            vcam=args.vcam,
+            vcam_fps=args.vcam_fps,
+            vcam_backend=args.vcam_backend,
+            v4l2=args.v4l2,
+            streams=tuple(args.stream),
+            stream_encoder=StreamEncoder(args.stream_encoder),
+            stream_bitrate_kbps=args.stream_bitrate,
+            stream_gop_s=args.stream_gop,
+            stream_preset=args.stream_preset,
+            delay_ms=args.delay,
+            screenshot_dir=args.screenshots,
         ),
         frames=args.frames,
         duration_s=args.duration,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from realtime_swap.errors import ConfigError
+from realtime_swap.errors import ConfigError, SinkError
 from realtime_swap.infer.session import Backend
+from realtime_swap.sinks.network import StreamEncoder, parse_stream_url
 from realtime_swap.sources import SourceSpec
 from realtime_swap.types import FaceType
 
@@ -14,17 +15,45 @@ from realtime_swap.types import FaceType
 @dataclass(frozen=True)
 class OutputSpec:
     """Where frames go. preview: a window (None: when a display exists); record: a video file; null: discard
-    (metrics only)."""
+    (metrics only). vcam: a virtual camera ("auto": the first one, else a device path/label/camera name) at
+    vcam_fps (None: the source's) through pyvirtualcam's vcam_backend (None: any); v4l2: a v4l2loopback device
+    written directly (Linux); streams: network stream URLs (rtmp, rtsp, srt, udp, tcp) with the stream_* encoder
+    settings; delay_ms: hold every output to this constant capture-to-output latency (0: off);
+    screenshot_dir: where the window's screenshot key saves PNGs."""
 
     preview: bool | None = None
     record: Path | None = None
     null: bool = False
     record_crf: int = 20
     record_preset: str = "veryfast"
+    vcam: str | None = None
+    vcam_fps: float | None = None
+    vcam_backend: str | None = None
+    v4l2: str | None = None
+    streams: tuple[str, ...] = ()
+    stream_encoder: StreamEncoder = StreamEncoder.AUTO
+    stream_bitrate_kbps: int | None = None
+    stream_gop_s: float = 1.0
+    stream_preset: str = "veryfast"
+    delay_ms: float = 0.0
+    screenshot_dir: Path = Path("screenshots")
 
     def __post_init__(self) -> None:
         if not 0 <= self.record_crf <= 51:
             raise ConfigError(f"--record-crf must be in 0..51, got {self.record_crf}")
+        if self.vcam_fps is not None and self.vcam_fps <= 0:
+            raise ConfigError(f"--vcam-fps must be > 0, got {self.vcam_fps}")
+        if self.stream_bitrate_kbps is not None and self.stream_bitrate_kbps <= 0:
+            raise ConfigError(f"--stream-bitrate must be > 0, got {self.stream_bitrate_kbps}")
+        if self.stream_gop_s <= 0:
+            raise ConfigError(f"--stream-gop must be > 0, got {self.stream_gop_s}")
+        if not 0 <= self.delay_ms <= 5000:
+            raise ConfigError(f"--delay must be in 0..5000 ms, got {self.delay_ms:g}")
+        for url in self.streams:
+            try:
+                parse_stream_url(url)
+            except SinkError as exc:
+                raise ConfigError(f"--stream: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,11 @@ class SinkError(RealtimeSwapError):
     """An output that cannot be opened or written (unwritable path, missing device, refused stream)."""
 
 
+class SinkUnavailableError(SinkError):
+    """An output whose device or service this machine does not have (no virtual camera driver): the engine
+    reports it and goes on with its other outputs."""
+
+
 class ModelError(RealtimeSwapError):
     """A model file that is missing, unreadable or of the wrong shape/names/layout."""
 

@@ -69,6 +69,14 @@ class MetricsReport:
         ]
         for name, p in self.stages.items():
             lines.append(f"{name:<14}{p['p50']:>9.2f}{p['p95']:>9.2f}{p['p99']:>9.2f}")
+        outputs = self.extra.get("outputs", {})
+        if isinstance(outputs, dict):
+            for name, stats in outputs.items():
+                shown = (f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items() if v != "")
+                lines.append(f"output {name}: " + ", ".join(shown))
+        unavailable = self.extra.get("outputs_unavailable", [])
+        if isinstance(unavailable, list):
+            lines.extend(f"output left out: {reason}" for reason in unavailable)
         return "\n".join(lines)
 
 

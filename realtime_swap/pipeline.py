@@ -9,7 +9,10 @@
 * every stage is timed; the first worker exception stops everything and is re-raised in the caller as
   ``StageError`` with the stage's name;
 * ``stop()`` (Ctrl-C, SIGTERM, the window's q) stops capture and lets the frames in flight drain, then sinks
-  are closed, so a recording is always finalised.
+  are closed, so a recording is always finalised;
+* an output whose ``open`` raises ``SinkUnavailableError`` (no virtual camera driver here) is left out with a
+  warning and the run goes on with the others; each output's ``stats()`` lands in the report's
+  ``extra["outputs"]``.
 
 ``build_pipeline`` is the only place that decides which stages and sinks a configuration gets.
 """
@@ -25,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from realtime_swap.config import EngineConfig
-from realtime_swap.errors import StageError
+from realtime_swap.errors import SinkError, SinkUnavailableError, StageError
 from realtime_swap.metrics import Metrics, MetricsReport
 from realtime_swap.sinks.base import Sink, SinkEvent
 from realtime_swap.sources.base import Source
@@ -121,6 +124,7 @@ class Pipeline:
         self._error_lock = threading.Lock()
         self._stopped_by = "end"
         self._capture_stuck = False
+        self.unavailable: list[str] = []  # outputs left out at open (SinkUnavailableError), with the reason
 
     # -- control -------------------------------------------------------------------------------------------
     def stop(self, reason: str = "stop") -> None:
@@ -272,16 +276,28 @@ class Pipeline:
             for sink in self.sinks:
                 try:
                     sink.open(self.source.info)
+                except SinkUnavailableError as exc:  # an optional device missing here: run on without it
+                    log.warning("output %s unavailable, running without it: %s", sink.name, exc)
+                    self.unavailable.append(f"{sink.name}: {exc}")
+                    continue
                 except BaseException as exc:
                     raise StageError(f"output:{sink.name}", exc) from exc
                 opened.append(sink)
+            if not opened:
+                raise StageError("output", SinkError("no output could be opened: " + "; ".join(self.unavailable)))
+            self.sinks = opened
             self._run_threads(on_status, status_interval_s)
         finally:
             self._close(opened)
         if self._error is not None:
             failed, cause = self._error
             raise StageError(failed, cause) from cause
-        return self.metrics.report(self.queue_size, self._stopped_by)
+        report = self.metrics.report(self.queue_size, self._stopped_by)
+        outputs = {sink.name: sink.stats() for sink in opened}
+        report.extra["outputs"] = {name: stats for name, stats in outputs.items() if stats}
+        if self.unavailable:
+            report.extra["outputs_unavailable"] = list(self.unavailable)
+        return report
 
     def _run_threads(self, on_status: Callable[[dict[str, float]], None] | None, interval: float) -> None:
         first: queue.Queue[object] | LatestSlot = (
@@ -421,8 +437,11 @@ def _sinks(
     cfg: EngineConfig, controls: Controls, live_source: bool, notices: list[str]
 ) -> tuple[list[Sink], float | None]:
     """The outputs, and a default duration for a headless run of an endless source (None: no limit)."""
+    from realtime_swap.sinks.network import NetworkStreamSink
     from realtime_swap.sinks.null import NullSink
+    from realtime_swap.sinks.v4l2 import V4L2Sink
     from realtime_swap.sinks.video_file import VideoFileSink
+    from realtime_swap.sinks.virtual_camera import VirtualCameraSink
     from realtime_swap.sinks.window import WindowSink, display_available
 
     out = cfg.outputs
@@ -430,10 +449,11 @@ def _sinks(
     duration = None
     record = out.record
     preview = out.preview
+    routed = out.vcam is not None or out.v4l2 is not None or bool(out.streams)
     if preview is None:
         ok, why = display_available()
         preview = ok
-        if not ok and record is None and not out.null:
+        if not ok and record is None and not out.null and not routed:
             record = Path(HEADLESS_RECORDING)
             notices.append(f"no preview window: {why}; recording to {record} instead")
             if live_source and cfg.frames is None and cfg.duration_s is None:
@@ -442,17 +462,38 @@ def _sinks(
     if preview:
         from realtime_swap.color import ColorMode
 
-        sinks.append(WindowSink(controls, color_modes=[m.value for m in ColorMode]))
+        sinks.append(WindowSink(controls, color_modes=[m.value for m in ColorMode], screenshot_dir=out.screenshot_dir))
+    if out.vcam is not None:
+        device = None if out.vcam == "auto" else out.vcam
+        sinks.append(VirtualCameraSink(device=device, fps=out.vcam_fps, backend=out.vcam_backend))
+    if out.v4l2 is not None:
+        sinks.append(V4L2Sink(out.v4l2, fps=out.vcam_fps))
+    for url in out.streams:
+        sinks.append(
+            NetworkStreamSink(
+                url,
+                encoder=out.stream_encoder,
+                bitrate_kbps=out.stream_bitrate_kbps,
+                gop_s=out.stream_gop_s,
+                preset=out.stream_preset,
+            )
+        )
     if record is not None:
         sinks.append(VideoFileSink(record, crf=out.record_crf, preset=out.record_preset, audio_from=None))
     if out.null or not sinks:
         sinks.append(NullSink())
+    seen: dict[str, int] = {}
+    for sink in sinks:  # unique names: metrics and the report key on them (two udp streams, ...)
+        seen[sink.name] = seen.get(sink.name, 0) + 1
+        if seen[sink.name] > 1:
+            sink.name = f"{sink.name}#{seen[sink.name]}"
     return sinks, duration
 
 
 def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
     """Open the source, build the stages and sinks ``cfg`` asks for; return the pipeline and notices for the
     user (stages missing from this build, fallbacks taken). Raises the product's errors on bad input."""
+    from realtime_swap.sinks.delay import DelaySink
     from realtime_swap.sinks.video_file import VideoFileSink
     from realtime_swap.sources import open_source
 
@@ -463,8 +504,16 @@ def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
     try:
         sinks, default_duration = _sinks(cfg, controls, source.info.live, notices)
         for sink in sinks:
-            if isinstance(sink, VideoFileSink) and source.audio_url:
-                sink.set_audio_source(source.audio_url)
+            if isinstance(sink, VideoFileSink):
+                if source.audio_url:
+                    sink.set_audio_source(source.audio_url)
+                elif (feed := source.audio_feed()) is not None:
+                    sink.set_audio_feed(feed)
+        if cfg.outputs.delay_ms > 0:
+            sinks = [DelaySink(sinks, cfg.outputs.delay_ms / 1000.0)]
+            notices.append(
+                f"outputs held to {cfg.outputs.delay_ms:g} ms after capture: delay the microphone by the same amount"
+            )
     except BaseException:
         source.close()
         raise

@@ -24,6 +24,7 @@ class Controls:
     show_landmarks: bool = False
     show_mask: bool = False
     show_stats: bool = True
+    model_index: int = 0  # which of the loaded swap models/faces is used (the window's Tab and 1-9 keys)
 
 
 class Stage(abc.ABC):

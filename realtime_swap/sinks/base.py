@@ -20,7 +20,8 @@ class Sink(abc.ABC):
     Constructing a sink validates its settings (e.g. that the output folder is writable) without opening
     anything; ``open`` is called once with the stream's info before the first frame; ``write`` receives every
     output frame in order from the output thread; ``close`` flushes and finalises (a recording stays playable)
-    and is called once, also after an error or Ctrl-C.
+    and is called once, also after an error or Ctrl-C. An optional output whose device does not exist here
+    raises ``SinkUnavailableError`` from ``open``: the engine warns and runs on without it.
 
     Sinks that must run on the main thread (GUI windows) set ``main_thread = True``: their ``write`` only hands
     the frame over, and the engine calls ``service`` from the main thread to show it and read keys.
@@ -43,3 +44,7 @@ class Sink(abc.ABC):
     def service(self) -> SinkEvent | None:
         """Main-thread work (draw, read keys) for ``main_thread`` sinks; returns an event or None."""
         return None
+
+    def stats(self) -> dict[str, float | int | str]:
+        """Counters for the end-of-run report (frames sent, dropped, reconnects, ...); {} when none."""
+        return {}

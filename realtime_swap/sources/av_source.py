@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +44,22 @@ def check_url(url: str) -> str:
     if scheme not in NETWORK_SCHEMES:
         raise SourceError(f"unsupported URL scheme '{scheme}' in {url} (supported: {', '.join(NETWORK_SCHEMES)}, file)")
     return scheme
+
+
+class AudioTap:
+    """Audio packets of a live stream, handed from the source's demuxer (capture thread) to a recording (output
+    thread). Bounded: when nobody takes them, the oldest go first (max_packets ~ 40 s of AAC at 48 kHz)."""
+
+    def __init__(self, stream: av.AudioStream, max_packets: int = 2048) -> None:
+        self.stream = stream
+        self._packets: deque[av.Packet] = deque(maxlen=max_packets)
+
+    def push(self, packet: av.Packet) -> None:
+        self._packets.append(packet)
+
+    def take(self) -> list[av.Packet]:
+        """The packets pushed since the last call, in order (never blocks; pushes meanwhile wait for the next)."""
+        return [self._packets.popleft() for _ in range(len(self._packets))]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -90,6 +107,7 @@ class AVSource(Source):
         self.info = StreamInfo(width, height, fps, live=live, name=self.spec)
         self._pacer = Pacer() if realtime and not self._network else None
         self._has_audio = bool(self._container.streams.audio)
+        self._audio_tap: AudioTap | None = None
         self._frames = self._decode()
         self._pts_offset = 0.0
         self._last_pts = 0.0
@@ -111,7 +129,20 @@ class AVSource(Source):
         return container
 
     def _decode(self) -> Iterator[av.VideoFrame]:
-        return self._container.decode(self._stream)
+        if self._audio_tap is None:
+            return self._container.decode(self._stream)
+        return self._decode_with_audio(self._audio_tap)
+
+    def _decode_with_audio(self, tap: AudioTap) -> Iterator[av.VideoFrame]:
+        """Video frames, while the audio packets demuxed alongside go to ``tap``."""
+        for packet in self._container.demux(self._stream, tap.stream):
+            if packet.stream.type == "audio":
+                if packet.dts is not None:
+                    tap.push(packet)
+                continue
+            for frame in packet.decode():
+                if isinstance(frame, av.VideoFrame):
+                    yield frame
 
     @property
     def frame_count(self) -> int | None:
@@ -122,6 +153,14 @@ class AVSource(Source):
     @property
     def audio_url(self) -> str | None:
         return self.spec if self._has_audio and not self._network else None
+
+    def audio_feed(self) -> AudioTap | None:
+        if not (self._has_audio and self._network):
+            return None
+        if self._audio_tap is None:
+            self._audio_tap = AudioTap(self._container.streams.audio[0])
+            self._frames = self._decode()
+        return self._audio_tap
 
     def read(self) -> tuple[np.ndarray, float] | None:
         while True:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from realtime_swap.types import StreamInfo
+
+if TYPE_CHECKING:
+    from realtime_swap.sinks.video_file import AudioFeed
 
 
 class Source(abc.ABC):
@@ -30,6 +34,11 @@ class Source(abc.ABC):
     @property
     def audio_url(self) -> str | None:
         """A path/URL from which a recording sink can demux this source's audio, or None."""
+        return None
+
+    def audio_feed(self) -> AudioFeed | None:
+        """For a source whose audio cannot be demuxed a second time (a live stream): its audio packets, handed
+        over from now on while frames are read; None when it has no audio or ``audio_url`` is the way."""
         return None
 
     def __enter__(self) -> Source:
