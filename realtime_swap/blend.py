@@ -10,6 +10,7 @@ interpolation rounds the shifted matrix's coordinates slightly differently).
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +42,20 @@ class Region:
     @property
     def height(self) -> int:
         return self.y1 - self.y0
+
+
+def check_blend_options(stage: str, *, blur_px: int, opacity: float, sharpen: float, color_amount: float) -> None:
+    """Refuse blend settings out of range with a ConfigError naming ``stage`` (the CPU and GPU blend stages)."""
+    from realtime_swap.errors import ConfigError
+
+    if blur_px < 0:
+        raise ConfigError(f"{stage}: blur_px must be >= 0 crop px, got {blur_px}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ConfigError(f"{stage}: opacity must be in [0, 1], got {opacity}")
+    if not (sharpen >= 0.0 and math.isfinite(sharpen)):
+        raise ConfigError(f"{stage}: sharpen must be >= 0, got {sharpen}")
+    if not 0.0 <= color_amount <= 1.0:
+        raise ConfigError(f"{stage}: color_amount must be in [0, 1], got {color_amount}")
 
 
 def combine_masks(

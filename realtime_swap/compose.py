@@ -8,7 +8,7 @@ import cv2
 import numba
 import numpy as np
 
-from realtime_swap.blend import BlendMode, combine_masks, paste_back_roi
+from realtime_swap.blend import BlendMode, check_blend_options, combine_masks, paste_back_roi
 from realtime_swap.blend import warmup as warmup_blend
 from realtime_swap.color import ColorMode, ColorStatsSmoother
 from realtime_swap.color import warmup as warmup_color
@@ -54,14 +54,7 @@ class ComposeStage(Stage):
         kernel_threads: int = 1,
         keep_mouth: bool = False,
     ) -> None:
-        if blur_px < 0:
-            raise ConfigError(f"blend: blur_px must be >= 0 crop px, got {blur_px}")
-        if not 0.0 <= opacity <= 1.0:
-            raise ConfigError(f"blend: opacity must be in [0, 1], got {opacity}")
-        if not (sharpen >= 0.0 and math.isfinite(sharpen)):
-            raise ConfigError(f"blend: sharpen must be >= 0, got {sharpen}")
-        if not 0.0 <= color_amount <= 1.0:
-            raise ConfigError(f"blend: color_amount must be in [0, 1], got {color_amount}")
+        check_blend_options("blend", blur_px=blur_px, opacity=opacity, sharpen=sharpen, color_amount=color_amount)
         if not (color_time_constant_s >= 0.0 and math.isfinite(color_time_constant_s)):
             raise ConfigError(f"blend: color_time_constant_s must be >= 0 s, got {color_time_constant_s}")
         available = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]

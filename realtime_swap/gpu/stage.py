@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime_swap.blend import BlendMode
+from realtime_swap.blend import BlendMode, check_blend_options
 from realtime_swap.color import ColorMode, ColorStatsSmoother
 from realtime_swap.errors import ConfigError
 from realtime_swap.gpu.ops import DeviceRctSmoother, composite_region, process_mask, sharpen, warp_crop
@@ -87,14 +87,7 @@ class GpuSwapComposeStage(Stage):
     ) -> None:
         if BlendMode(mode) is not BlendMode.ALPHA:
             raise ConfigError(f"gpu path: blend mode '{BlendMode(mode).value}' runs on the host; use alpha")
-        if blur_px < 0:
-            raise ConfigError(f"gpu path: blur_px must be >= 0 crop px, got {blur_px}")
-        if not 0.0 <= opacity <= 1.0:
-            raise ConfigError(f"gpu path: opacity must be in [0, 1], got {opacity}")
-        if not (sharpen >= 0.0 and math.isfinite(sharpen)):
-            raise ConfigError(f"gpu path: sharpen must be >= 0, got {sharpen}")
-        if not 0.0 <= color_amount <= 1.0:
-            raise ConfigError(f"gpu path: color_amount must be in [0, 1], got {color_amount}")
+        check_blend_options("gpu path", blur_px=blur_px, opacity=opacity, sharpen=sharpen, color_amount=color_amount)
         self.model = model
         self.device = torch.device(device)
         if self.device.type == "cuda" and not model.runner.device.startswith("cuda"):
