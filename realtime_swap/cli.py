@@ -23,11 +23,12 @@ from realtime_swap.errors import RealtimeSwapError
 log = logging.getLogger("realtime_swap")
 
 # Subcommands provided by other modules: each exposes ``register(subparsers)`` (see the module docstrings).
-COMMAND_MODULES: tuple[str, ...] = ("realtime_swap.train.command", "export.command", "realtime_swap.bench")
-# Subcommands announced by the design that this build does not have yet: name -> where it is tracked.
-PLANNED_COMMANDS = {
-    "extract": "issue #4",
-}
+COMMAND_MODULES: tuple[str, ...] = (
+    "realtime_swap.train.extract_command",
+    "realtime_swap.train.command",
+    "export.command",
+    "realtime_swap.bench",
+)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
 
@@ -338,16 +339,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
     live.set_defaults(func=run_live)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
-    for name, where in PLANNED_COMMANDS.items():
-        if name not in sub.choices:
-            planned = sub.add_parser(name, help=f"not built yet ({where})")
-            planned.set_defaults(func=lambda _a, n=name, w=where: _not_built(n, w))
     return parser, set(sub.choices)
-
-
-def _not_built(name: str, where: str) -> int:
-    print(f"error: '{name}' is not built yet: {where}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,11 +76,6 @@ def test_bad_option_values_are_usage_errors() -> None:
     assert result.returncode == 2 and "must be >= 1" in result.stderr
 
 
-def test_unbuilt_command_says_so() -> None:
-    result = run_cli("extract")
-    assert result.returncode == 2 and "not built yet" in result.stderr
-
-
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_cleanly_and_the_recording_plays(tmp_path: Path, sig: signal.Signals, code: int) -> None:
     out = tmp_path / "rec.mp4"
