@@ -42,6 +42,8 @@ _KEYPOINT_BGR = (60, 60, 255)
 _BOX_BGR = (0, 220, 255)
 _MASK_BGR = np.array([60, 200, 60], np.float32)
 
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame greets on import otherwise
+
 
 def display_available() -> tuple[bool, str]:
     """Whether a window can be shown here, and why not when it cannot."""
