@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime_swap.errors import ConfigError
 from realtime_swap.infer.session import Backend
 
 Dim = int | str | None
@@ -85,7 +86,7 @@ class ModelRunner(abc.ABC):
         shapes: output name -> the output's shape as the model produces it (the buffer may be a view of it
         with another shape, e.g. (N,S,S) for a (N,S,S,1) mask).
         """
-        raise NotImplementedError(f"backend '{self.backend.value}' keeps its tensors on the host")
+        raise ConfigError(f"backend '{self.backend.value}' keeps its tensors on the host; pass numpy arrays")
 
     def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release the session/engine and any device memory it holds."""
