@@ -253,7 +253,7 @@ def check_parity(
     with torch.no_grad():
         expected = [t.numpy() for t in wrapper(torch.from_numpy(faces))]
     session = create_ort_session(onnx_model, Backend.ORT_CPU)
-    got = session.run(None, {DFM_INPUT: faces})  # type: ignore[attr-defined]
+    got = session.run(None, {DFM_INPUT: faces})
     errors = {}
     for name, want, have in zip(DFM_OUTPUTS, expected, got, strict=True):
         if have.shape != want.shape:

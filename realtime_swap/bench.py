@@ -13,7 +13,11 @@ What one configuration's measurement does (per ``--resolution``):
    warm-up frame). The source's render time is the ``capture`` stage; it runs in its own thread here.
 3. **Sequential**: the same stages, built the same way, on the same frames (the demo is deterministic), in one
    thread (:func:`realtime_swap.sequential.run_sequential`); ``pipelined_vs_sequential`` is the ratio of the two
-   fps, per round and as median with min–max spread (rounds alternate sequential, pipelined).
+   fps, per round and as median with min–max spread (rounds alternate sequential, pipelined). By default the
+   loop is single-threaded through and through: its swap model gets one ONNX Runtime intra-op thread (the
+   detector and the colour kernels have one in both runs) — what threading the engine buys. ``--sequential-threads
+   N`` gives the loop's model N threads instead (0: as many as the pipelined run's), the stronger baseline of a
+   sequential loop whose inference library alone uses the cores.
 4. **Inference alone**: the swap model on a batch of ``--faces`` crops, ``--inference-iters`` times: on CUDA
    timed with CUDA events around device-resident I/O after a synchronize (GPU time), on the CPU with the
    wall clock (``clock`` says which).
@@ -32,6 +36,7 @@ with their spread: on a shared, noisy machine ratios from one run are what count
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -41,19 +46,21 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from realtime_swap.cli import add_inference_arguments, backend_options_from_args, non_negative_int, positive_int
 from realtime_swap.config import EngineConfig, FaceSpec, OutputSpec
 from realtime_swap.errors import ConfigError
 from realtime_swap.infer.session import Backend, usable_cores
 from realtime_swap.metrics import percentiles
 from realtime_swap.pipeline import DropPolicy, Pipeline, build_pipeline, default_model_path
 from realtime_swap.sinks.base import Sink
+from realtime_swap.swap.backends import BackendOptions
 from realtime_swap.types import Frame, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -97,7 +104,15 @@ def parse_resolution(text: str) -> tuple[str, int, int]:
 @dataclass(frozen=True)
 class BenchSettings:
     """One configuration to measure. frames: measured frames per run (after ``warmup`` more); rounds: runs of
-    each kind, alternated; synthetic_resolution: px of the untrained model used when there is no model."""
+    each kind, alternated; synthetic_resolution: px of the untrained model used when there is no model;
+    runtime: the backend's options (both runs); sequential_threads: the sequential loop's swap-model intra-op
+    threads (0: those of ``runtime``)."""
+
+    def sequential_runtime(self) -> BackendOptions:
+        """The backend options of the sequential baseline (see the module docstring)."""
+        if self.sequential_threads == 0:
+            return self.runtime
+        return replace(self.runtime, cpu_threads=self.sequential_threads)
 
     width: int = 640
     height: int = 480
@@ -116,6 +131,8 @@ class BenchSettings:
     rounds: int = 1
     inference_iters: int = 30
     paced_fps: float | None = None
+    runtime: BackendOptions = field(default_factory=BackendOptions)
+    sequential_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.paced_fps is not None and not self.paced_fps > 0:
@@ -123,8 +140,8 @@ class BenchSettings:
         for name in ("faces", "frames", "rounds", "queue_size", "detect_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"bench: {name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup < 0 or self.inference_iters < 0:
-            raise ConfigError("bench: --warmup and --inference-iters must be >= 0")
+        if self.warmup < 0 or self.inference_iters < 0 or self.sequential_threads < 0:
+            raise ConfigError("bench: --warmup, --inference-iters and --sequential-threads must be >= 0")
         if self.gpu_device not in GPU_DEVICES:
             raise ConfigError(f"bench: --gpu-device must be one of {', '.join(GPU_DEVICES)}, got {self.gpu_device}")
 
@@ -257,7 +274,7 @@ class Engine:
     notices: list[str]
 
 
-def _config(s: BenchSettings, model: Path) -> EngineConfig:
+def _config(s: BenchSettings, model: Path, runtime: BackendOptions) -> EngineConfig:
     from realtime_swap.sources import SourceSpec
 
     return EngineConfig(
@@ -275,6 +292,7 @@ def _config(s: BenchSettings, model: Path) -> EngineConfig:
             max_faces=s.faces,
             detect_every=s.detect_every,
             color=s.color,
+            runtime=runtime,
         ),
         outputs=OutputSpec(preview=False, null=True),
         frames=s.warmup + s.frames,
@@ -282,12 +300,12 @@ def _config(s: BenchSettings, model: Path) -> EngineConfig:
     )
 
 
-def build_engine(s: BenchSettings, model: Path) -> Engine:
+def build_engine(s: BenchSettings, model: Path, runtime: BackendOptions | None = None) -> Engine:
     """Build the engine as ``live`` does (plus the GPU-resident stage when asked), warm its stages up, and
-    add the recording sink; both steps timed."""
+    add the recording sink; both steps timed. runtime: the backend options (default ``s.runtime``)."""
 
     t0 = time.perf_counter()
-    pipeline, notices = build_pipeline(_config(s, model))
+    pipeline, notices = build_pipeline(_config(s, model, s.runtime if runtime is None else runtime))
     try:
         if s.gpu_path:
             from realtime_swap.gpu import gpu_resident_stages
@@ -357,7 +375,7 @@ def measure_session(model: Path, s: BenchSettings) -> tuple[float, dict[str, Any
     from realtime_swap.swap.model import SwapModel
 
     t0 = time.perf_counter()
-    swap = SwapModel.load(model, s.backend)
+    swap = SwapModel.load(model, s.backend, options=s.runtime)
     session_s = time.perf_counter() - t0
     try:
         rng = np.random.default_rng(0)
@@ -422,19 +440,40 @@ def _median_run(runs: list[RunFigures]) -> RunFigures:
 def measure(s: BenchSettings, models: ModelResolver, sequential: bool = True) -> dict[str, Any]:
     """Every figure of one configuration at one resolution (see the module docstring)."""
     choice = models.resolve(s)
-    session_s, inference = measure_session(choice.path, s)
+    session_s, inference = measure_session(choice.path, s)  # logs the backend choice once
+    with _repeats_quiet():
+        return _measure_rounds(s, choice, session_s, inference, sequential)
+
+
+@contextlib.contextmanager
+def _repeats_quiet() -> Iterator[None]:
+    """Every round rebuilds the engine: its INFO lines (models loaded, backend chosen) would repeat each time
+    and bury the table, so they are held back (``--debug`` keeps them)."""
+    root = logging.getLogger("realtime_swap")
+    level = root.level
+    if root.getEffectiveLevel() > logging.DEBUG:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _measure_rounds(
+    s: BenchSettings, choice: ModelChoice, session_s: float, inference: dict[str, Any], sequential: bool
+) -> dict[str, Any]:
     pipelined: list[RunFigures] = []
     serial: list[RunFigures] = []
     builds: list[float] = []
     warmups: list[float] = []
     notices: list[str] = []
     for _ in range(s.rounds):
-        kinds: list[tuple[Callable[[Engine, BenchSettings], RunFigures], list[RunFigures]]] = []
+        kinds: list[tuple[Callable[[Engine, BenchSettings], RunFigures], list[RunFigures], BackendOptions]] = []
         if sequential:
-            kinds.append((run_sequential_engine, serial))
-        kinds.append((run_pipelined, pipelined))
-        for run, out in kinds:
-            engine = build_engine(s, choice.path)
+            kinds.append((run_sequential_engine, serial, s.sequential_runtime()))
+        kinds.append((run_pipelined, pipelined, s.runtime))
+        for run, out, runtime in kinds:
+            engine = build_engine(s, choice.path, runtime)
             builds.append(engine.build_s)
             warmups.append(engine.warmup_s)
             notices = engine.notices
@@ -458,6 +497,8 @@ def measure(s: BenchSettings, models: ModelResolver, sequential: bool = True) ->
         "inference_ms": inference,
         "pipelined": asdict(_median_run(pipelined)),
         "pipelined_fps_rounds": [r.fps for r in pipelined],
+        "cpu_threads": s.runtime.cpu_threads or usable_cores(),
+        "sequential_cpu_threads": (s.sequential_runtime().cpu_threads or usable_cores()) if serial else None,
         "sequential": asdict(_median_run(serial)) if serial else None,
         "sequential_fps_rounds": [r.fps for r in serial],
         "pipelined_vs_sequential": (
@@ -503,20 +544,6 @@ def compare(a: BenchSettings, b: BenchSettings, models: ModelResolver) -> dict[s
 # --- command line ----------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``bench`` (also what ``--compare`` strings may contain)."""
     from realtime_swap.color import ColorMode
@@ -526,21 +553,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="480p",
         help=f"comma-separated demo sizes: {', '.join(RESOLUTIONS)} or WxH (default 480p = 640x480)",
     )
-    p.add_argument("--faces", type=_positive_int, default=1, help="faces in the demo stream, swapped (default 1)")
-    p.add_argument("--frames", type=_positive_int, default=60, help="measured frames per run (default 60)")
-    p.add_argument("--warmup", type=_non_negative_int, default=10, help="frames run first and left out (default 10)")
-    p.add_argument("--rounds", type=_positive_int, default=1, help="runs of each kind, alternated (default 1)")
+    p.add_argument("--faces", type=positive_int, default=1, help="faces in the demo stream, swapped (default 1)")
+    p.add_argument("--frames", type=positive_int, default=60, help="measured frames per run (default 60)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, help="frames run first and left out (default 10)")
+    p.add_argument("--rounds", type=positive_int, default=1, help="runs of each kind, alternated (default 1)")
     p.add_argument("--model", type=Path, help="swap model (.onnx/.dfm; default: the shipped one, else synthetic)")
     p.add_argument(
         "--synthetic-resolution",
-        type=_positive_int,
+        type=positive_int,
         default=128,
         help="px of the untrained synthetic model used when there is no model (multiple of 16, default 128)",
     )
-    p.add_argument("--backend", choices=[b.value for b in Backend], default=Backend.AUTO.value)
     p.add_argument("--color", choices=[m.value for m in ColorMode], default=ColorMode.RCT.value)
-    p.add_argument("--detect-every", type=_positive_int, default=5, help="full detection every N frames (default 5)")
-    p.add_argument("--queue-size", type=_positive_int, default=2, help="bound of each queue between stages")
+    p.add_argument("--detect-every", type=positive_int, default=5, help="full detection every N frames (default 5)")
+    p.add_argument("--queue-size", type=positive_int, default=2, help="bound of each queue between stages")
     p.add_argument("--gpu-path", action="store_true", help="swap + blend on the device (GpuSwapComposeStage)")
     p.add_argument(
         "--gpu-device",
@@ -549,7 +575,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="device of --gpu-path (auto: CUDA when the backend runs there; cpu: the same code on the host)",
     )
     p.add_argument(
-        "--inference-iters", type=_non_negative_int, default=30, help="timed calls of the model alone (default 30)"
+        "--inference-iters", type=non_negative_int, default=30, help="timed calls of the model alone (default 30)"
     )
     p.add_argument(
         "--paced-fps",
@@ -563,6 +589,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=True,
         help="also run the stages sequentially in one thread and report the pipelined / sequential ratio",
     )
+    p.add_argument(
+        "--sequential-threads",
+        type=non_negative_int,
+        default=1,
+        help="ONNX Runtime threads of the sequential loop's swap model: 1 (default) makes the baseline a "
+        "single-threaded loop; 0: as many as the pipelined run's (a loop whose inference alone uses the cores)",
+    )
+    add_inference_arguments(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -603,6 +637,8 @@ def settings_from_args(args: argparse.Namespace, resolution: str) -> BenchSettin
         rounds=args.rounds,
         inference_iters=args.inference_iters,
         paced_fps=args.paced_fps,
+        runtime=backend_options_from_args(args),
+        sequential_threads=args.sequential_threads,
     )
 
 
@@ -716,7 +752,8 @@ def format_result(r: dict[str, Any]) -> str:
     if seq:
         ratio = r["pipelined_vs_sequential"]
         fps_line += (
-            f", sequential {seq['fps']:.1f}; pipelined / sequential {ratio['median']:.2f}x "
+            f", sequential {seq['fps']:.1f} (one thread, model on {r['sequential_cpu_threads']} intra-op "
+            f"thread(s)); pipelined / sequential {ratio['median']:.2f}x "
             f"(min {ratio['min']:.2f}, max {ratio['max']:.2f} over {len(ratio['rounds'])} round(s))"
         )
     lines.append(fps_line)

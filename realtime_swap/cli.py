@@ -15,10 +15,14 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from realtime_swap import __version__
 from realtime_swap.config import EngineConfig
 from realtime_swap.errors import RealtimeSwapError
+
+if TYPE_CHECKING:
+    from realtime_swap.swap.backends import BackendOptions
 
 log = logging.getLogger("realtime_swap")
 
@@ -32,14 +36,24 @@ COMMAND_MODULES: tuple[str, ...] = (
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
-def _positive_float(text: str) -> float:
+def non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a float > 0."""
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
@@ -56,9 +70,9 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
         help="demo (default, built in), a camera index (0) or device (/dev/video0), a video file, an image or "
         "image folder, or a URL (rtsp/rtmp/http(s)/udp/srt/tcp)",
     )
-    g.add_argument("--width", type=_positive_int, help="requested width in px (camera, demo)")
-    g.add_argument("--height", type=_positive_int, help="requested height in px (camera, demo)")
-    g.add_argument("--fps", type=_positive_float, help="requested frame rate (camera, demo, images)")
+    g.add_argument("--width", type=positive_int, help="requested width in px (camera, demo)")
+    g.add_argument("--height", type=positive_int, help="requested height in px (camera, demo)")
+    g.add_argument("--fps", type=positive_float, help="requested frame rate (camera, demo, images)")
     g.add_argument(
         "--realtime",
         action=argparse.BooleanOptionalAction,
@@ -66,7 +80,65 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
         help="pace frames on their timestamps (default: on for demo/images, off for files: as fast as possible)",
     )
     g.add_argument("--loop", action="store_true", help="restart a video file at its end")
-    g.add_argument("--demo-faces", type=_positive_int, default=1, help="faces in the demo source (default 1)")
+    g.add_argument("--demo-faces", type=positive_int, default=1, help="faces in the demo source (default 1)")
+
+
+def add_inference_arguments(p: argparse.ArgumentParser) -> None:
+    """The swap model's execution engine (``--backend`` and its options), shared by ``live`` and ``bench``."""
+    from realtime_swap.infer.runner import Precision
+    from realtime_swap.infer.session import Backend
+
+    g = p.add_argument_group("inference")
+    g.add_argument(
+        "--backend",
+        choices=[b.value for b in Backend],
+        default=Backend.AUTO.value,
+        help="execution engine of the swap model (auto: the fastest this machine has; the log says why others "
+        "were passed over)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=[m.value for m in Precision],
+        help="arithmetic of tensorrt (fp16/fp32) and torch on CUDA (fp16/bf16/fp32); default: fp16 on the GPU "
+        "backends, fp32 on the CPU; ort-trt always builds fp16, ort-cpu/ort-cuda run the model's own precision",
+    )
+    g.add_argument("--torch-compile", action="store_true", help="backend torch: wrap the model in torch.compile")
+    g.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="backends ort-cuda / ort-trt: capture a CUDA graph per batch size and replay it",
+    )
+    g.add_argument(
+        "--cpu-threads",
+        type=positive_int,
+        help="ONNX Runtime intra-op threads of the swap model (default: one per usable core)",
+    )
+    g.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=8,
+        help="backend tensorrt: the largest number of faces per engine call it is built for (default 8)",
+    )
+    g.add_argument(
+        "--engine-cache",
+        type=Path,
+        help="folder for TensorRT engines and timing caches (default: $REALTIME_SWAP_CACHE or ~/.cache/realtime_swap)",
+    )
+
+
+def backend_options_from_args(args: argparse.Namespace) -> BackendOptions:
+    """The BackendOptions of :func:`add_inference_arguments`' options."""
+    from realtime_swap.infer.runner import Precision
+    from realtime_swap.swap.backends import BackendOptions
+
+    return BackendOptions(
+        precision=Precision(args.precision) if args.precision else None,
+        torch_compile=args.torch_compile,
+        cuda_graph=args.cuda_graph,
+        cpu_threads=args.cpu_threads,
+        max_batch=args.max_batch,
+        cache_dir=args.engine_cache,
+    )
 
 
 def _add_live_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,7 +146,6 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     from realtime_swap.color import ColorMode
     from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.tracker import FaceSelection
-    from realtime_swap.infer.session import Backend
     from realtime_swap.sinks.network import StreamEncoder
     from realtime_swap.types import FaceType
 
@@ -82,7 +153,6 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     f = p.add_argument_group("faces")
     f.add_argument("--no-swap", action="store_true", help="pass-through: capture → output with metrics only")
     f.add_argument("--model", type=Path, help="swap model (.onnx or DeepFaceLive .dfm; default: the shipped one)")
-    f.add_argument("--backend", choices=[b.value for b in Backend], default=Backend.AUTO.value)
     f.add_argument("--face-type", choices=[t.value for t in FaceType], help="override the model's face type")
     f.add_argument("--morph", type=float, help="DFM morph factor in [0, 1] (models with morph_value:0)")
     f.add_argument(
@@ -97,8 +167,8 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
         default=FaceSelection.LARGEST.value,
         help="which faces to swap when there are more than --max-faces",
     )
-    f.add_argument("--max-faces", type=_positive_int, default=1, help="faces swapped per frame (default 1)")
-    f.add_argument("--detect-every", type=_positive_int, default=5, help="full detection every N frames")
+    f.add_argument("--max-faces", type=positive_int, default=1, help="faces swapped per frame (default 1)")
+    f.add_argument("--detect-every", type=positive_int, default=5, help="full detection every N frames")
     f.add_argument(
         "--gpu-path",
         choices=["off", "auto", "cuda", "cpu"],
@@ -106,6 +176,7 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
         help="run swap + colour + composite as one torch stage on this device (frame uploaded once); "
         "auto: CUDA when the model runs there",
     )
+    add_inference_arguments(p)
     c = p.add_argument_group("colour and blend")
     c.add_argument(
         "--color",
@@ -145,7 +216,7 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
         help="send the output to a virtual camera for call apps (v4l2loopback on Linux, OBS Virtual Camera on "
         "Windows/macOS); DEVICE: /dev/videoN, a loopback card label or a camera name (default: the first one)",
     )
-    o.add_argument("--vcam-fps", type=_positive_float, help="virtual camera frame rate (default: the source's)")
+    o.add_argument("--vcam-fps", type=positive_float, help="virtual camera frame rate (default: the source's)")
     o.add_argument("--vcam-backend", help="pyvirtualcam backend: v4l2loopback, obs, unitycapture (default: any)")
     o.add_argument(
         "--v4l2",
@@ -169,12 +240,12 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument(
         "--stream-bitrate",
-        type=_positive_int,
+        type=positive_int,
         metavar="KBPS",
         help="stream bitrate cap in kbit/s (default: 0.1 bit per pixel per frame, 720p30 ≈ 2800)",
     )
     o.add_argument(
-        "--stream-gop", type=_positive_float, default=1.0, metavar="S", help="seconds between keyframes (default 1)"
+        "--stream-gop", type=positive_float, default=1.0, metavar="S", help="seconds between keyframes (default 1)"
     )
     o.add_argument("--stream-preset", default="veryfast", help="x264 preset for streams (default veryfast)")
     o.add_argument(
@@ -193,9 +264,9 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
         help="folder for the preview window's screenshot key p (default ./screenshots)",
     )
     r = p.add_argument_group("run")
-    r.add_argument("--frames", type=_positive_int, help="stop after this many frames")
-    r.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
-    r.add_argument("--queue-size", type=_positive_int, default=2, help="bound of each queue between stages")
+    r.add_argument("--frames", type=positive_int, help="stop after this many frames")
+    r.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    r.add_argument("--queue-size", type=positive_int, default=2, help="bound of each queue between stages")
     r.add_argument("--metrics-json", type=Path, help="write the end-of-run metrics to this JSON file")
     r.add_argument("--quiet", "-q", action="store_true", help="no live status line")
 
@@ -237,6 +308,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             keep_mouth=args.keep_mouth,
             morph=args.morph,
             gpu_path=args.gpu_path,
+            runtime=backend_options_from_args(args),
         ),
         outputs=OutputSpec(
             preview=args.preview,

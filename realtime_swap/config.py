@@ -9,6 +9,7 @@ from realtime_swap.errors import ConfigError, SinkError
 from realtime_swap.infer.session import Backend
 from realtime_swap.sinks.network import StreamEncoder, parse_stream_url
 from realtime_swap.sources import SourceSpec
+from realtime_swap.swap.backends import BackendOptions
 from realtime_swap.types import FaceType
 
 
@@ -63,7 +64,8 @@ class FaceSpec:
     detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
     blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
     constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); gpu_path: run
-    swap + colour + composite as one torch stage on a device ("off", "auto", "cuda", "cpu")."""
+    swap + colour + composite as one torch stage on a device ("off", "auto", "cuda", "cpu"); runtime: how the
+    backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads, TensorRT batch and caches)."""
 
     swap: bool = True
     model: Path | None = None
@@ -84,6 +86,7 @@ class FaceSpec:
     color_smoothing_s: float = 0.25
     morph: float | None = None
     gpu_path: str = "off"
+    runtime: BackendOptions = field(default_factory=BackendOptions)
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:

@@ -410,7 +410,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         )
         controls.show_landmarks = True
         return [DetectStage(tracking, f.face_type or FaceType.WHOLE_FACE, 256)]
-    model = SwapModel.load(path, f.backend, face_type=f.face_type)
+    model = SwapModel.load(path, f.backend, face_type=f.face_type, options=f.runtime)
     notices.extend(f"backend: {note}" for note in model.notes)
     stages: list[Stage] = [
         DetectStage(tracking, model.face_type, model.resolution, mouth=f.keep_mouth),

@@ -12,8 +12,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from realtime_swap.bench import RecordingSink, parse_resolution, summarize
+from realtime_swap.bench import BenchSettings, Engine, RecordingSink, build_engine, parse_resolution, summarize
 from realtime_swap.errors import ConfigError
+from realtime_swap.infer.session import Backend
+from realtime_swap.swap.stage import SwapStage
 from realtime_swap.swap.synthetic import build_dfm_model
 from realtime_swap.types import Frame
 
@@ -90,6 +92,8 @@ def test_bench_json_has_every_figure(tiny_model: Path, tmp_path: Path) -> None:
     for key in ("session_create_s", "engine_build_s", "warmup_s"):
         assert result[key] > 0
     assert result["warmup_frames"] == 3
+    # the baseline is a single-threaded loop: its model gets one intra-op thread, the pipelined one every core
+    assert result["sequential_cpu_threads"] == 1 and result["cpu_threads"] == len(os.sched_getaffinity(0))
     stages = ("capture", "detect", "swap", "blend")
     _check_run(result["pipelined"], 12, 3, stages)
     _check_run(result["sequential"], 12, 3, stages)
@@ -192,3 +196,25 @@ def test_summary_leaves_warmup_frames_out() -> None:
     assert figures.stages["detect"]["count"] == 4 and figures.stages["detect"]["p50"] == pytest.approx(4.5)
     no_warmup = summarize("sequential", sink, warmup=0, captured=7, dropped=0)
     assert no_warmup.frames_measured == 7 and no_warmup.fps == pytest.approx(6 / 2.8)
+
+
+def _swap_threads(engine: Engine) -> int:
+    (swap,) = [stage for stage in engine.pipeline.stages if isinstance(stage, SwapStage)]
+    return int(swap.model.runner._session.get_session_options().intra_op_num_threads)
+
+
+@pytest.mark.parametrize(("sequential_threads", "expected"), [(1, 1), (0, None), (2, 2)])
+def test_sequential_baseline_threads(tiny_model: Path, sequential_threads: int, expected: int | None) -> None:
+    """The sequential engine is built with the model threads asked for; the pipelined one keeps its own."""
+    s = BenchSettings(
+        width=320, height=240, model=tiny_model, backend=Backend.ORT_CPU, sequential_threads=sequential_threads
+    )
+    cores = len(os.sched_getaffinity(0))
+    for runtime, want in ((s.sequential_runtime(), expected or cores), (s.runtime, cores)):
+        engine = build_engine(s, tiny_model, runtime)
+        try:
+            assert _swap_threads(engine) == want
+        finally:
+            for stage in engine.pipeline.stages:
+                stage.close()
+            engine.pipeline.source.close()

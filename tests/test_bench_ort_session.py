@@ -102,3 +102,37 @@ def test_auto_without_gpu_refuses_gpu_options(monkeypatch: pytest.MonkeyPatch) -
     assert session_module.ort_providers_for(Backend.AUTO) == ["CPUExecutionProvider"]
     with pytest.raises(ConfigError, match="need a GPU provider"):
         session_module.ort_providers_for(Backend.AUTO, device_id=1)
+
+
+def test_trt_caches_go_where_asked(gpu_build: None, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REALTIME_SWAP_CACHE", "/nonexistent-default")
+    folder = os.path.join(str(tmp_path), "my-cache")
+    trt = ort_providers_for(Backend.ORT_TRT, cache_dir=session_module.Path(folder))
+    assert isinstance(trt[0], tuple)
+    options = trt[0][1]
+    assert options["trt_engine_cache_path"] == folder and options["trt_timing_cache_path"] == folder
+    assert os.path.isdir(folder)
+
+
+@pytest.mark.parametrize(
+    ("installed", "needle"),
+    [
+        ({"onnxruntime", "onnxruntime-gpu"}, "both onnxruntime and onnxruntime-gpu are installed"),
+        ({"onnxruntime"}, "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"),
+    ],
+)
+def test_missing_gpu_provider_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, installed: set[str], needle: str
+) -> None:
+    from importlib import metadata
+
+    def version(dist: str) -> str:
+        if dist not in installed:
+            raise metadata.PackageNotFoundError(dist)
+        return "1.20.0"
+
+    monkeypatch.setattr(metadata, "version", version)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ConfigError, match="CUDAExecutionProvider") as info:
+        ort_providers_for(Backend.ORT_CUDA)
+    assert needle in str(info.value)

@@ -110,3 +110,33 @@ def test_signal_stops_cleanly_and_the_recording_plays(tmp_path: Path, sig: signa
     written = json.loads(metrics.read_text())["frames_processed"]
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == written > 0
+
+
+def test_inference_options_reach_the_backend(tmp_path: Path) -> None:
+    from realtime_swap.cli import _config_from_args, build_parser
+    from realtime_swap.infer.runner import Precision
+    from realtime_swap.swap.backends import BackendOptions
+
+    parser, _ = build_parser()
+    args = parser.parse_args(
+        ["live", "--backend", "ort-cpu", "--precision", "fp32", "--cpu-threads", "1", "--engine-cache", str(tmp_path)]
+    )
+    cfg = _config_from_args(args)
+    assert cfg.faces.runtime == BackendOptions(precision=Precision.FP32, cpu_threads=1, cache_dir=tmp_path)
+    defaults = _config_from_args(parser.parse_args(["live"]))
+    assert defaults.faces.runtime == BackendOptions()
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        (["--precision", "fp16"], "runs the model's own precision"),
+        (["--cuda-graph"], "CUDA graphs apply to backends 'ort-cuda' and 'ort-trt'"),
+        (["--torch-compile"], "torch.compile applies to backend 'torch'"),
+    ],
+)
+def test_inference_options_that_do_not_fit_are_one_error_line(options: list[str], needle: str) -> None:
+    result = run_cli("--backend", "ort-cpu", *options, "--null", "--frames", "2")
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and needle in last and "Traceback" not in result.stderr

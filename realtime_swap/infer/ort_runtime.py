@@ -1,14 +1,11 @@
 """ONNX Runtime as a ModelRunner: CPU, CUDA EP and TensorRT EP, with IO binding and optional CUDA graphs.
 
 Sessions come from ``realtime_swap.infer.session`` (one place decides providers, threads and TensorRT caches).
-CUDA graphs need provider options that factory does not set yet, so that one case builds its session here
-from the factory's provider list.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,17 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from realtime_swap.errors import ConfigError, ModelError
+from realtime_swap.errors import ConfigError
 from realtime_swap.infer.runner import Dim, ModelRunner, TensorInfo, is_ort_value, is_torch_tensor
-from realtime_swap.infer.session import Backend, create_ort_session, ort_providers_for
+from realtime_swap.infer.session import ORT_PROVIDER, Backend, create_ort_session
 
 log = logging.getLogger(__name__)
 
-_PROVIDER = {
-    Backend.ORT_CPU: "CPUExecutionProvider",
-    Backend.ORT_CUDA: "CUDAExecutionProvider",
-    Backend.ORT_TRT: "TensorrtExecutionProvider",
-}
 _ORT_DTYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
@@ -76,41 +68,12 @@ class _GraphSlot:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask: containers often allow fewer than os.cpu_count())."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _create_cuda_graph_session(path: Path, backend: Backend, threads: int | None) -> Any:
-    import onnxruntime as ort
-
-    providers: list[Any] = []
-    for entry in ort_providers_for(backend):
-        if entry == "CUDAExecutionProvider":
-            providers.append((entry, {"enable_cuda_graph": "1"}))
-        elif isinstance(entry, tuple) and entry[0] == "TensorrtExecutionProvider":
-            providers.append((entry[0], {**entry[1], "trt_cuda_graph_enable": "True"}))
-        else:
-            providers.append(entry)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or usable_cores()
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelError(f"cannot load model {path} with CUDA graphs: {str(exc).splitlines()[0]}") from exc
-
-
 class OrtRunner(ModelRunner):
     """A model in an ONNX Runtime session on the CPU, CUDA or TensorRT execution provider.
 
     cuda_graph: capture one CUDA graph per batch size and replay it (ort-cuda / ort-trt only; needs every node
     on the GPU and fixed output shapes). threads: CPU intra-op threads (default: the usable core count).
+    cache_dir: TensorRT EP engine and timing caches (default: ``default_cache_dir() / "trt"``).
     """
 
     def __init__(
@@ -120,19 +83,18 @@ class OrtRunner(ModelRunner):
         *,
         cuda_graph: bool = False,
         threads: int | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
-        if backend not in _PROVIDER:
+        if backend not in ORT_PROVIDER:
             raise ConfigError(f"backend '{backend.value}' is not an ONNX Runtime backend")
         if cuda_graph and backend is Backend.ORT_CPU:
             raise ConfigError("CUDA graphs need backend ort-cuda or ort-trt, not ort-cpu")
         self.backend = backend
         self._path = Path(path)
-        if cuda_graph:
-            ort_providers_for(backend)  # raises ConfigError naming the missing provider
-            self._session = _create_cuda_graph_session(self._path, backend, threads)
-        else:
-            self._session = create_ort_session(self._path, backend, intra_op_threads=threads or usable_cores())
-        wanted = _PROVIDER[backend]
+        self._session = create_ort_session(
+            self._path, backend, intra_op_threads=threads, cuda_graph=cuda_graph, cache_dir=cache_dir
+        )
+        wanted = ORT_PROVIDER[backend]
         used = self._session.get_providers()
         if not used or used[0] != wanted:
             raise ConfigError(

@@ -17,6 +17,7 @@ import enum
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from realtime_swap.errors import ConfigError, ModelError
 
@@ -34,7 +35,7 @@ class Backend(str, enum.Enum):
     TORCH = "torch"
 
 
-_ORT_PROVIDER = {
+ORT_PROVIDER = {
     Backend.ORT_CPU: "CPUExecutionProvider",
     Backend.ORT_CUDA: "CUDAExecutionProvider",
     Backend.ORT_TRT: "TensorrtExecutionProvider",
@@ -47,6 +48,30 @@ def default_cache_dir() -> Path:
     """Folder for engine/timing caches: $REALTIME_SWAP_CACHE or ~/.cache/realtime_swap."""
     env = os.environ.get("REALTIME_SWAP_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "realtime_swap"
+
+
+def ort_install_hint() -> str:
+    """How to get ONNX Runtime's GPU providers into this environment, as one clause for an error message.
+
+    ``onnxruntime`` and ``onnxruntime-gpu`` install the same ``onnxruntime`` module: with both present, whichever
+    pip wrote last wins and usually the CUDA/TensorRT providers are gone (microsoft/onnxruntime#26996). The
+    base install of this project brings ``onnxruntime``, so ``.[gpu]`` on top of it is exactly that case.
+    """
+    from importlib import metadata
+
+    installed = set()
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            metadata.version(dist)
+            installed.add(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    if installed == {"onnxruntime", "onnxruntime-gpu"}:
+        return (
+            "both onnxruntime and onnxruntime-gpu are installed and the CPU one shadows the GPU one; "
+            "fix with: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+        )
+    return "on a machine with CUDA: pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
 
 
 def usable_cores() -> int:
@@ -76,6 +101,7 @@ def ort_providers_for(
     device_id: int = 0,
     cuda_graph: bool = False,
     user_compute_stream: int | None = None,
+    cache_dir: Path | None = None,
 ) -> ProviderList:
     """The ONNX Runtime provider list for a backend, CPU last as the fallback for unsupported nodes.
 
@@ -83,7 +109,8 @@ def ort_providers_for(
     cuda_graph: capture and replay CUDA graphs (CUDA EP ``enable_cuda_graph``, TensorRT EP
     ``trt_cuda_graph_enable``); user_compute_stream: a ``cudaStream_t`` as an int (e.g.
     ``torch.cuda.current_stream().cuda_stream``) for the GPU providers to run on, so their work is ordered
-    with the caller's. A GPU provider whose options are all defaults is listed by name alone. Raises
+    with the caller's; cache_dir: the TensorRT EP's engine and timing caches (default: ``default_cache_dir() /
+    "trt"``). A GPU provider whose options are all defaults is listed by name alone. Raises
     ConfigError when the requested provider is not in this build, saying why, or when a GPU option is asked
     of the CPU provider.
     """
@@ -95,28 +122,31 @@ def ort_providers_for(
     available = set(ort.get_available_providers())
     if backend is Backend.AUTO:
         for candidate in (Backend.ORT_TRT, Backend.ORT_CUDA):
-            if _ORT_PROVIDER[candidate] in available:
+            if ORT_PROVIDER[candidate] in available:
                 return ort_providers_for(
-                    candidate, device_id=device_id, cuda_graph=cuda_graph, user_compute_stream=user_compute_stream
+                    candidate,
+                    device_id=device_id,
+                    cuda_graph=cuda_graph,
+                    user_compute_stream=user_compute_stream,
+                    cache_dir=cache_dir,
                 )
         if gpu_asked:
             raise ConfigError("device_id / cuda_graph / user_compute_stream need a GPU provider; none in this build")
         return ["CPUExecutionProvider"]
-    if backend not in _ORT_PROVIDER:
+    if backend not in ORT_PROVIDER:
         raise ConfigError(f"backend '{backend.value}' is not an ONNX Runtime backend")
-    name = _ORT_PROVIDER[backend]
+    name = ORT_PROVIDER[backend]
     if name not in available:
         raise ConfigError(
             f"backend '{backend.value}' needs {name}, which this onnxruntime build lacks "
-            f"(available: {', '.join(sorted(available))}); install onnxruntime-gpu (pip install "
-            f"'realtime_swap[gpu]') on a machine with CUDA"
+            f"(available: {', '.join(sorted(available))}); {ort_install_hint()}"
         )
     if backend is Backend.ORT_CPU and gpu_asked:
         raise ConfigError("backend 'ort-cpu': device_id, cuda_graph and user_compute_stream apply to GPU backends")
     providers: ProviderList = []
     cuda = _cuda_options(device_id, cuda_graph, user_compute_stream)
     if backend is Backend.ORT_TRT:
-        cache = default_cache_dir() / "trt"
+        cache = cache_dir if cache_dir is not None else default_cache_dir() / "trt"
         cache.mkdir(parents=True, exist_ok=True)
         trt = {
             "trt_fp16_enable": "True",
@@ -151,12 +181,13 @@ def create_ort_session(
     cuda_graph: bool = False,
     user_compute_stream: int | None = None,
     allow_spinning: bool | None = False,
-) -> object:
+    cache_dir: Path | None = None,
+) -> Any:
     """Create an ``onnxruntime.InferenceSession`` for a model file or serialized bytes.
 
     intra_op_threads: CPU threads per op (default: :func:`usable_cores`). allow_spinning: whether idle intra-op
     threads busy-wait for work (default False: several sessions share the cores; None: ONNX Runtime's default, on).
-    device_id, cuda_graph, user_compute_stream: GPU provider options (see :func:`ort_providers_for`).
+    device_id, cuda_graph, user_compute_stream, cache_dir: GPU provider options (see :func:`ort_providers_for`).
     Raises ModelError for a missing or unreadable model (naming the path) and ConfigError for an unavailable
     backend or a bad option.
     """
@@ -181,7 +212,11 @@ def create_ort_session(
     if allow_spinning is not None:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     providers = ort_providers_for(
-        backend, device_id=device_id, cuda_graph=cuda_graph, user_compute_stream=user_compute_stream
+        backend,
+        device_id=device_id,
+        cuda_graph=cuda_graph,
+        user_compute_stream=user_compute_stream,
+        cache_dir=cache_dir,
     )
     try:
         session = ort.InferenceSession(source, sess_options=opts, providers=providers)

@@ -15,18 +15,12 @@ from pathlib import Path
 
 from realtime_swap.errors import ConfigError
 from realtime_swap.infer.runner import ModelRunner, Precision
-from realtime_swap.infer.session import Backend
+from realtime_swap.infer.session import ORT_PROVIDER, Backend, ort_install_hint
 
 log = logging.getLogger(__name__)
 
 AUTO_ORDER = (Backend.TENSORRT, Backend.ORT_TRT, Backend.ORT_CUDA, Backend.TORCH, Backend.ORT_CPU)
 """Fastest first: the order ``auto`` tries."""
-
-_ORT_PROVIDER = {
-    Backend.ORT_CPU: "CPUExecutionProvider",
-    Backend.ORT_CUDA: "CUDAExecutionProvider",
-    Backend.ORT_TRT: "TensorrtExecutionProvider",
-}
 
 
 @dataclass(frozen=True)
@@ -69,16 +63,13 @@ def unavailable_reason(backend: Backend, *, engine_file: bool = False) -> str | 
         return None
     if engine_file and backend is not Backend.TENSORRT:
         return "a serialized TensorRT engine runs on backend 'tensorrt' only"
-    if backend in _ORT_PROVIDER:
+    if backend in ORT_PROVIDER:
         import onnxruntime as ort
 
-        provider = _ORT_PROVIDER[backend]
+        provider = ORT_PROVIDER[backend]
         available = ort.get_available_providers()
         if provider not in available:
-            return (
-                f"{provider} not in this onnxruntime build (providers: {', '.join(available)}; "
-                "pip install 'realtime_swap[gpu]' on a machine with CUDA)"
-            )
+            return f"{provider} not in this onnxruntime build (providers: {', '.join(available)}; {ort_install_hint()})"
         return None if backend is Backend.ORT_CPU else _cuda_device_reason()
     if backend is Backend.TENSORRT:
         from realtime_swap.infer.tensorrt_runtime import tensorrt_unavailable_reason
@@ -104,10 +95,11 @@ def _check_options(backend: Backend, options: BackendOptions) -> None:
 
 
 def _open(path: Path, backend: Backend, options: BackendOptions, engine_file: bool) -> ModelRunner:
-    if backend in _ORT_PROVIDER:
+    if backend in ORT_PROVIDER:
         from realtime_swap.infer.ort_runtime import OrtRunner
 
-        return OrtRunner(path, backend, cuda_graph=options.cuda_graph, threads=options.cpu_threads)
+        trt_cache = options.cache_dir / "trt" if options.cache_dir is not None else None
+        return OrtRunner(path, backend, cuda_graph=options.cuda_graph, threads=options.cpu_threads, cache_dir=trt_cache)
     if backend is Backend.TENSORRT:
         from realtime_swap.infer.tensorrt_runtime import TensorRTRunner, build_engine
 
