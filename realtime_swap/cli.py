@@ -152,7 +152,13 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     add_source_arguments(p)
     f = p.add_argument_group("faces")
     f.add_argument("--no-swap", action="store_true", help="pass-through: capture → output with metrics only")
-    f.add_argument("--model", type=Path, help="swap model (.onnx or DeepFaceLive .dfm; default: the shipped one)")
+    f.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        help="swap model (.onnx or DeepFaceLive .dfm; default: the shipped one); repeat to load several and switch "
+        "between them with Tab / 1-9 in the window",
+    )
     f.add_argument("--face-type", choices=[t.value for t in FaceType], help="override the model's face type")
     f.add_argument("--morph", type=float, help="DFM morph factor in [0, 1] (models with morph_value:0)")
     f.add_argument(
@@ -290,7 +296,8 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
         ),
         faces=FaceSpec(
             swap=not args.no_swap,
-            model=args.model,
+            model=args.model[0] if args.model else None,
+            extra_models=tuple(args.model[1:]) if args.model else (),
             backend=Backend(args.backend),
             face_type=FaceType(args.face_type) if args.face_type else None,
             detector=args.detector,

@@ -60,7 +60,8 @@ class OutputSpec:
 @dataclass(frozen=True)
 class FaceSpec:
     """The face stages. swap: False is the pass-through mode (capture → output); model: a swap model (ONNX
-    or DFM; None: the shipped default); face_type: override what the model says; detector/selection/max_faces/
+    or DFM; None: the shipped default); extra_models: more models to switch to while running (model_index 1..);
+    face_type: override what the model says; detector/selection/max_faces/
     detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
     blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
     constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); gpu_path: run
@@ -69,6 +70,7 @@ class FaceSpec:
 
     swap: bool = True
     model: Path | None = None
+    extra_models: tuple[Path, ...] = ()
     backend: Backend = Backend.AUTO
     face_type: FaceType | None = None
     detector: str = "short"

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from realtime_swap.config import EngineConfig
-from realtime_swap.errors import SinkError, SinkUnavailableError, StageError
+from realtime_swap.errors import ConfigError, SinkError, SinkUnavailableError, StageError
 from realtime_swap.metrics import Metrics, MetricsReport
 from realtime_swap.sinks.base import Sink, SinkEvent
 from realtime_swap.sources.base import Source
@@ -403,6 +403,8 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         backend=f.backend,
     )
     path = f.model or default_model_path()
+    if path is None and f.extra_models:
+        raise ConfigError("more swap models given but no first one (--model)")
     if path is None:
         notices.append(
             "no swap model: none is shipped in this checkout and --model was not given; "
@@ -410,11 +412,23 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         )
         controls.show_landmarks = True
         return [DetectStage(tracking, f.face_type or FaceType.WHOLE_FACE, 256)]
-    model = SwapModel.load(path, f.backend, face_type=f.face_type, options=f.runtime)
-    notices.extend(f"backend: {note}" for note in model.notes)
+    models: list[SwapModel] = []
+    try:
+        for model_path in (path, *f.extra_models):
+            models.append(SwapModel.load(model_path, f.backend, face_type=f.face_type, options=f.runtime))
+    except BaseException:
+        for model in models:
+            model.close()
+        raise
+    notices.extend(f"backend: {note}" for note in models[0].notes)
+    controls.model_names = tuple(m.spec.path.stem for m in models)
+    if len(models) > 1:
+        notices.append(
+            f"{len(models)} swap models loaded ({', '.join(controls.model_names)}): Tab / 1-9 in the window switch"
+        )
     stages: list[Stage] = [
-        DetectStage(tracking, model.face_type, model.resolution, mouth=f.keep_mouth),
-        SwapStage(model, morph=f.morph),
+        DetectStage(targets=[(m.face_type, m.resolution) for m in models], tracker=tracking, mouth=f.keep_mouth),
+        SwapStage(models, morph=f.morph),
         ComposeStage(
             erode_px=f.erode_px,
             blur_px=f.blur_px,

@@ -25,6 +25,7 @@ class Controls:
     show_mask: bool = False
     show_stats: bool = True
     model_index: int = 0  # which of the loaded swap models/faces is used (the window's Tab and 1-9 keys)
+    model_names: tuple[str, ...] = ()  # the loaded swap models, in model_index order (set when they load)
 
 
 class Stage(abc.ABC):

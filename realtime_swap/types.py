@@ -99,6 +99,9 @@ class Frame:
     faces:     filled by the detect stage.
     timings:   stage name -> ms spent on this frame.
     swapped:   True once the blend stage has pasted at least one swapped face into ``image``.
+    model_index: which of the loaded swap models the detect stage aligned the faces for (the window's Tab / 1-9
+               choice when the frame was detected); the swap stage runs that model, so a switch never pairs a
+               crop with a model of another face type or size.
     """
 
     index: int
@@ -108,6 +111,7 @@ class Frame:
     faces: list[Face] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     swapped: bool = False
+    model_index: int = 0
 
     @property
     def height(self) -> int:

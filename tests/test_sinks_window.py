@@ -171,3 +171,20 @@ def test_keys_reach_a_running_pipeline_through_the_delay_buffer(tmp_path: Path) 
     assert report.stopped_by == "quit" and controls.show_mask
     shots = list((tmp_path / "shots").glob("*.png"))
     assert len(shots) == 1 and np.array_equal(read_png(shots[0]), image)
+
+
+def test_the_models_loaded_by_the_engine_are_the_ones_tab_walks(tmp_path: Path) -> None:
+    controls = Controls(model_names=("alice", "bob"))
+    sink = WindowSink(controls, screenshot_dir=tmp_path)
+    sink.open(StreamInfo(W, H, 30.0, live=True, name="test"))
+    try:
+        sink.write(frame_with_face())
+        assert sink.service() is None
+        press(sink, pygame.K_TAB)
+        assert controls.model_index == 1
+        press(sink, pygame.K_TAB)
+        assert controls.model_index == 0
+        press(sink, pygame.K_3)  # only two models: unchanged
+        assert controls.model_index == 0
+    finally:
+        sink.close()

@@ -10,6 +10,7 @@ contract, and refuses anything else with the same kind of ValueError.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,9 @@ class DetectStage(Stage):
 
     Each face gets ``landmarks`` (468, 2), ``keypoints`` (5, 2), ``box``, ``id`` and ``aligned`` (crop,
     frame -> crop matrix, the mesh mask in crop space when ``mask``, the mouth interior when ``mouth``).
+    targets: (face type, px) of each loaded swap model when there are several; the crop then follows
+    ``controls.model_index`` and ``frame.model_index`` records which one it was made for (default: only
+    ``(face_type, size)``).
     """
 
     name = "detect"
@@ -138,12 +142,15 @@ class DetectStage(Stage):
         size: int = 256,
         mask: bool = True,
         mouth: bool = False,
+        *,
+        targets: Sequence[tuple[FaceType, int]] = (),
     ) -> None:
-        if size < 16:
-            raise ConfigError(f"detect: crop size must be >= 16 px, got {size}")
+        self.targets = tuple((FaceType(t), int(px)) for t, px in targets) or ((FaceType(face_type), int(size)),)
+        for _, px in self.targets:
+            if px < 16:
+                raise ConfigError(f"detect: crop size must be >= 16 px, got {px}")
         self.tracker = tracker if isinstance(tracker, FaceTracker) else FaceTracker(tracker)
-        self.face_type = FaceType(face_type)
-        self.size = int(size)
+        self.face_type, self.size = self.targets[0]
         self.mask = mask
         self.mouth = mouth
 
@@ -153,6 +160,8 @@ class DetectStage(Stage):
 
     def process(self, frame: Frame, controls: Controls) -> Frame:
         faces = self.tracker.update(frame.image, frame.pts)
-        align_faces(frame.image, faces, self.face_type, self.size, self.mask, self.mouth)
+        frame.model_index = controls.model_index % len(self.targets)
+        face_type, size = self.targets[frame.model_index]
+        align_faces(frame.image, faces, face_type, size, self.mask, self.mouth)
         frame.faces = faces
         return frame

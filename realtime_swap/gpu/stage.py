@@ -73,7 +73,7 @@ class GpuSwapComposeStage(Stage):
 
     def __init__(
         self,
-        model: SwapModel,
+        model: SwapModel | Sequence[SwapModel],
         *,
         device: torch.device | str = "cuda",
         morph: float | None = None,
@@ -88,15 +88,21 @@ class GpuSwapComposeStage(Stage):
         if BlendMode(mode) is not BlendMode.ALPHA:
             raise ConfigError(f"gpu path: blend mode '{BlendMode(mode).value}' runs on the host; use alpha")
         check_blend_options("gpu path", blur_px=blur_px, opacity=opacity, sharpen=sharpen, color_amount=color_amount)
-        self.model = model
+        # several models: the frame's model_index picks one, as in SwapStage
+        self.models = [model] if isinstance(model, SwapModel) else list(model)
+        if not self.models:
+            raise ConfigError("gpu path: no model")
+        self.model = self.models[0]
         self.device = torch.device(device)
-        if self.device.type == "cuda" and not model.runner.device.startswith("cuda"):
-            raise ConfigError(
-                f"gpu path: the swap model runs on '{model.backend.value}' ({model.runner.device}), not CUDA"
-            )
-        if morph is not None and not model.has_morph:
-            log.info("gpu path: model %s has no morph input; morph %.2f ignored", model.spec.path.name, morph)
-        self.morph = morph if model.has_morph else None
+        for m in self.models:
+            if self.device.type == "cuda" and not m.runner.device.startswith("cuda"):
+                raise ConfigError(
+                    f"gpu path: the swap model {m.spec.path.name} runs on '{m.backend.value}' ({m.runner.device}), "
+                    "not CUDA"
+                )
+            if morph is not None and not m.has_morph:
+                log.info("gpu path: model %s has no morph input; morph %.2f ignored", m.spec.path.name, morph)
+        self.morph = morph
         self.erode_px = int(erode_px)
         self.blur_px = int(blur_px)
         self.opacity = float(opacity)
@@ -115,7 +121,7 @@ class GpuSwapComposeStage(Stage):
         if not isinstance(swap, SwapStage) or not isinstance(compose, ComposeStage):
             raise ConfigError(f"gpu path replaces swap + blend, got {swap.name} + {compose.name}")
         return cls(
-            swap.model,
+            swap.models,
             device=device,
             morph=swap.morph,
             erode_px=compose.erode_px,
@@ -132,13 +138,14 @@ class GpuSwapComposeStage(Stage):
         from realtime_swap.color import warmup as warmup_color
 
         warmup_color()
-        s = self.model.resolution
-        side = max(s + 8, 32)
-        image = np.full((side, side, 3), 128, np.uint8)
-        matrix = np.array([[1.0, 0.0, -4.0], [0.0, 1.0, -4.0]])
-        face = Face(id=-1, box=np.zeros(4, np.float32), score=1.0)
-        face.aligned = AlignedFace(np.zeros((s, s, 3), np.uint8), matrix, self.model.face_type, None)
-        self._run(image, [face], Controls(), t=0.0)
+        for model in self.models:
+            s = model.resolution
+            side = max(s + 8, 32)
+            image = np.full((side, side, 3), 128, np.uint8)
+            matrix = np.array([[1.0, 0.0, -4.0], [0.0, 1.0, -4.0]])
+            face = Face(id=-1, box=np.zeros(4, np.float32), score=1.0)
+            face.aligned = AlignedFace(np.zeros((s, s, 3), np.uint8), matrix, model.face_type, None)
+            self._run(image, [face], model, Controls(), t=0.0)
         self.smoother.forget_stale(math.inf)
         self._sync()
 
@@ -154,33 +161,29 @@ class GpuSwapComposeStage(Stage):
             self.smoother.forget_stale(frame.pts)
             self.host_smoother.forget_stale(frame.pts)
             return frame
-        frame.image = self._run(frame.image, faces, controls, frame.pts)
+        model = self.models[frame.model_index % len(self.models)]
+        frame.image = self._run(frame.image, faces, model, controls, frame.pts)
         frame.swapped = True
         self.smoother.forget_stale(frame.pts)
         self.host_smoother.forget_stale(frame.pts)
         return frame
 
-    def _check(self, face: Face) -> None:
-        aligned = face.aligned
-        assert aligned is not None
-        if aligned.face_type is not self.model.face_type:
-            raise ConfigError(
-                f"gpu path: face {face.id} is aligned as {aligned.face_type.value}, the model "
-                f"{self.model.spec.path.name} expects {self.model.face_type.value}"
-            )
+    def _run(
+        self, image: np.ndarray, faces: Sequence[Face], model: SwapModel, controls: Controls, t: float
+    ) -> np.ndarray:
+        """Upload ``image``, swap every face with ``model`` and paste it, download the result (a new array)."""
+        from realtime_swap.swap.stage import check_face_type
 
-    def _run(self, image: np.ndarray, faces: Sequence[Face], controls: Controls, t: float) -> np.ndarray:
-        """Upload ``image``, swap and paste every face, download the result (a new array)."""
         for face in faces:
-            self._check(face)
+            check_face_type(face, model, "gpu path")
         mode = _color_mode(controls.color_mode)
-        s = self.model.resolution
+        s = model.resolution
         with torch.inference_mode():
             # one upload (a copy also on the CPU device: the received array is never written)
             frame = torch.as_tensor(image).to(self.device, copy=True)
             crops = [warp_crop(frame, _aligned(f).matrix, _aligned(f).size) for f in faces]
             batch = torch.stack([_resize(c, s) for c in crops]) * (1.0 / 255.0)
-            swapped, learned = self.model.swap(batch, morph=self.morph)
+            swapped, learned = model.swap(batch, morph=self.morph if model.has_morph else None)
             for face, crop, out, mask in zip(faces, crops, swapped, learned, strict=True):
                 self._paste(frame, face, crop, out, mask, mode, t)
             return frame.cpu().numpy()  # one download
@@ -231,7 +234,8 @@ class GpuSwapComposeStage(Stage):
         return torch.as_tensor(moved, device=self.device)
 
     def close(self) -> None:
-        self.model.close()
+        for model in self.models:
+            model.close()
 
 
 def _aligned(face: Face) -> AlignedFace:

@@ -160,7 +160,8 @@ class WindowSink(Sink):
     """A resizable preview window with the live controls.
 
     color_modes: the cycle the ``c`` key walks through; models: names of the loaded swap models/faces (Tab and
-    1-9 set ``controls.model_index``); screenshot_dir: where ``p`` saves PNGs (created when needed).
+    1-9 set ``controls.model_index``; default: ``controls.model_names``); screenshot_dir: where ``p`` saves PNGs
+    (created when needed).
     """
 
     name = "window"
@@ -180,7 +181,7 @@ class WindowSink(Sink):
         self._controls = controls
         self._title = title
         self._color_modes = list(color_modes)
-        self._models = list(models)
+        self._models = list(models) or list(controls.model_names)
         self.screenshot_dir = Path(screenshot_dir).expanduser()
         if self.screenshot_dir.exists() and not self.screenshot_dir.is_dir():
             raise SinkError(f"screenshot folder {self.screenshot_dir} is a file")

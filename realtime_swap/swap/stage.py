@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -22,33 +23,44 @@ class SwapStage(Stage):
     resized to the model's resolution and the results back to the crop's size (as DeepFaceLive does), so
     ``SwapResult`` is always in the crop's pixel space. Out: ``face.swapped`` = SwapResult(face (S,S,3) float32
     BGR [0,1], mask (S,S) float32 [0,1]). With ``controls.swap_enabled`` False the frame passes untouched.
+    model: one model, or several (the frame's ``model_index`` picks one: the window's Tab / 1-9 keys).
     morph: the morph factor for models with ``morph_value:0`` (None: the model's default).
     """
 
     name = "swap"
 
-    def __init__(self, model: SwapModel, morph: float | None = None) -> None:
-        self.model = model
-        if morph is not None and not model.has_morph:
-            log.info("swap: model %s has no morph input; morph %.2f ignored", model.spec.path.name, morph)
-        self.morph = morph if model.has_morph else None
+    def __init__(self, model: SwapModel | Sequence[SwapModel], morph: float | None = None) -> None:
+        self.models = [model] if isinstance(model, SwapModel) else list(model)
+        if not self.models:
+            raise ConfigError("swap: no model")
+        self.model = self.models[0]  # the default one (model_index 0)
+        if morph is not None:
+            for m in self.models:
+                if not m.has_morph:
+                    log.info("swap: model %s has no morph input; morph %.2f ignored", m.spec.path.name, morph)
+        self.morph = morph
         self._resize_noted = False
 
-    def warmup(self, info: StreamInfo) -> None:
-        """One inference on a grey crop, so session creation / engine build / compilation happen now."""
-        s = self.model.resolution
-        self.model.swap(np.full((1, s, s, 3), 0.5, np.float32), morph=self.morph)
+    def morph_for(self, model: SwapModel) -> float | None:
+        """The morph factor passed to ``model`` (None where it has no morph input)."""
+        return self.morph if model.has_morph else None
 
-    def _crop(self, face: Face) -> np.ndarray:
+    def model_for(self, frame: Frame) -> SwapModel:
+        """The model the frame's faces were aligned for."""
+        return self.models[frame.model_index % len(self.models)]
+
+    def warmup(self, info: StreamInfo) -> None:
+        """One inference per model on a grey crop, so session creation / engine build / compilation happen now."""
+        for model in self.models:
+            s = model.resolution
+            model.swap(np.full((1, s, s, 3), 0.5, np.float32), morph=self.morph_for(model))
+
+    def _crop(self, face: Face, model: SwapModel) -> np.ndarray:
         aligned = face.aligned
         assert aligned is not None
-        if aligned.face_type is not self.model.face_type:
-            raise ConfigError(
-                f"swap: face {face.id} is aligned as {aligned.face_type.value}, the model "
-                f"{self.model.spec.path.name} expects {self.model.face_type.value}"
-            )
+        check_face_type(face, model, "swap")
         image = aligned.image
-        s = self.model.resolution
+        s = model.resolution
         if image.shape[0] != s or image.shape[1] != s:
             if not self._resize_noted:
                 log.info("swap: resizing %d px crops to the model's %d px", image.shape[0], s)
@@ -62,8 +74,9 @@ class SwapStage(Stage):
         faces = [f for f in frame.faces if f.aligned is not None]
         if not faces:
             return frame
-        crops = np.stack([self._crop(f) for f in faces]).astype(np.float32) * np.float32(1.0 / 255.0)
-        swapped, masks = self.model.swap(crops, morph=self.morph)
+        model = self.model_for(frame)
+        crops = np.stack([self._crop(f, model) for f in faces]).astype(np.float32) * np.float32(1.0 / 255.0)
+        swapped, masks = model.swap(crops, morph=self.morph_for(model))
         for face, out, mask in zip(faces, swapped, masks, strict=True):
             aligned = face.aligned
             assert aligned is not None
@@ -75,4 +88,16 @@ class SwapStage(Stage):
         return frame
 
     def close(self) -> None:
-        self.model.close()
+        for model in self.models:
+            model.close()
+
+
+def check_face_type(face: Face, model: SwapModel, stage: str) -> None:
+    """ConfigError when ``face`` was aligned for another face type than ``model`` expects."""
+    aligned = face.aligned
+    assert aligned is not None
+    if aligned.face_type is not model.face_type:
+        raise ConfigError(
+            f"{stage}: face {face.id} is aligned as {aligned.face_type.value}, the model "
+            f"{model.spec.path.name} expects {model.face_type.value}"
+        )
