@@ -53,7 +53,13 @@ from typing import Any
 
 import numpy as np
 
-from realtime_swap.cli import add_inference_arguments, backend_options_from_args, non_negative_int, positive_int
+from realtime_swap.cli import (
+    GPU_PATH_CHOICES,
+    add_inference_arguments,
+    backend_options_from_args,
+    non_negative_int,
+    positive_int,
+)
 from realtime_swap.config import EngineConfig, FaceSpec, OutputSpec
 from realtime_swap.errors import ConfigError
 from realtime_swap.infer.session import Backend, usable_cores
@@ -72,8 +78,6 @@ RESOLUTIONS: dict[str, tuple[int, int]] = {
     "4k": (3840, 2160),
 }
 """``--resolution`` names (480p is VGA, a webcam's default); ``WxH`` is accepted too."""
-
-GPU_DEVICES = ("auto", "cuda", "cpu")
 
 FPS_DEFINITION = (
     "frames output per second of wall time over the measured frames: measured / (output time of the last frame - "
@@ -123,8 +127,7 @@ class BenchSettings:
     model: Path | None = None
     synthetic_resolution: int = 128
     backend: Backend = Backend.AUTO
-    gpu_path: bool = False
-    gpu_device: str = "auto"
+    gpu_path: str = "off"
     color: str = "rct"
     detect_every: int = 5
     queue_size: int = 2
@@ -142,8 +145,8 @@ class BenchSettings:
                 raise ConfigError(f"bench: {name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0 or self.inference_iters < 0 or self.sequential_threads < 0:
             raise ConfigError("bench: --warmup, --inference-iters and --sequential-threads must be >= 0")
-        if self.gpu_device not in GPU_DEVICES:
-            raise ConfigError(f"bench: --gpu-device must be one of {', '.join(GPU_DEVICES)}, got {self.gpu_device}")
+        if self.gpu_path not in GPU_PATH_CHOICES:
+            raise ConfigError(f"bench: --gpu-path must be one of {', '.join(GPU_PATH_CHOICES)}, got {self.gpu_path}")
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,7 @@ def _config(s: BenchSettings, model: Path, runtime: BackendOptions) -> EngineCon
             max_faces=s.faces,
             detect_every=s.detect_every,
             color=s.color,
+            gpu_path=s.gpu_path,
             runtime=runtime,
         ),
         outputs=OutputSpec(preview=False, null=True),
@@ -301,16 +305,12 @@ def _config(s: BenchSettings, model: Path, runtime: BackendOptions) -> EngineCon
 
 
 def build_engine(s: BenchSettings, model: Path, runtime: BackendOptions | None = None) -> Engine:
-    """Build the engine as ``live`` does (plus the GPU-resident stage when asked), warm its stages up, and
+    """Build the engine as ``live`` does (the GPU-resident stage too, with ``gpu_path``), warm its stages up, and
     add the recording sink; both steps timed. runtime: the backend options (default ``s.runtime``)."""
 
     t0 = time.perf_counter()
     pipeline, notices = build_pipeline(_config(s, model, s.runtime if runtime is None else runtime))
     try:
-        if s.gpu_path:
-            from realtime_swap.gpu import gpu_resident_stages
-
-            pipeline.stages = gpu_resident_stages(pipeline.stages, s.gpu_device)
         if len(pipeline.stages) < 2:
             raise ConfigError("bench: the engine has no swap stage (no model could be loaded)")
         if s.paced_fps is None:  # as fast as possible, nothing dropped; paced: the live policy (newest wins)
@@ -567,13 +567,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color", choices=[m.value for m in ColorMode], default=ColorMode.RCT.value)
     p.add_argument("--detect-every", type=positive_int, default=5, help="full detection every N frames (default 5)")
     p.add_argument("--queue-size", type=positive_int, default=2, help="bound of each queue between stages")
-    p.add_argument("--gpu-path", action="store_true", help="swap + blend on the device (GpuSwapComposeStage)")
-    p.add_argument(
-        "--gpu-device",
-        choices=GPU_DEVICES,
-        default="auto",
-        help="device of --gpu-path (auto: CUDA when the backend runs there; cpu: the same code on the host)",
-    )
     p.add_argument(
         "--inference-iters", type=non_negative_int, default=30, help="timed calls of the model alone (default 30)"
     )
@@ -630,7 +623,6 @@ def settings_from_args(args: argparse.Namespace, resolution: str) -> BenchSettin
         synthetic_resolution=args.synthetic_resolution,
         backend=Backend(args.backend),
         gpu_path=args.gpu_path,
-        gpu_device=args.gpu_device,
         color=args.color,
         detect_every=args.detect_every,
         queue_size=args.queue_size,
@@ -733,9 +725,10 @@ def _p(d: dict[str, float] | None) -> str:
 def format_result(r: dict[str, Any]) -> str:
     """The human-readable table of one :func:`measure` result."""
     pipe, seq, inf = r["pipelined"], r["sequential"], r["inference_ms"]
+    gpu = f", gpu path on {r['gpu_path']}" if r["gpu_path"] != "off" else ""
     lines = [
         f"== {r['resolution']} ({r['width']}x{r['height']}), {r['faces']} face(s), model: {r['model']['description']}, "
-        f"backend {inf['backend']} ({inf['device']}){', gpu path' if r['gpu_path'] else ''}"
+        f"backend {inf['backend']} ({inf['device']}){gpu}"
         + (f", paced at {r['paced_fps']:g} fps" if r["paced_fps"] else ", unpaced"),
         f"   set-up: session {r['session_create_s']:.2f} s, engine build {r['engine_build_s']:.2f} s, "
         f"stage warm-up {r['warmup_s']:.2f} s; {r['warmup_frames']} warm-up frames left out, "

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "realtime_swap.bench",
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+GPU_PATH_CHOICES = ("off", "auto", "cuda", "cpu")
 
 
 def positive_int(text: str) -> int:
@@ -101,6 +102,13 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
         choices=[m.value for m in Precision],
         help="arithmetic of tensorrt (fp16/fp32) and torch on CUDA (fp16/bf16/fp32); default: fp16 on the GPU "
         "backends, fp32 on the CPU; ort-trt always builds fp16, ort-cpu/ort-cuda run the model's own precision",
+    )
+    g.add_argument(
+        "--gpu-path",
+        choices=GPU_PATH_CHOICES,
+        default="off",
+        help="run swap + colour + composite as one torch stage on this device, the frame uploaded once and "
+        "downloaded once (auto/cuda: CUDA, needs a backend on CUDA; cpu: the same code on the host); default off",
     )
     g.add_argument("--torch-compile", action="store_true", help="backend torch: wrap the model in torch.compile")
     g.add_argument(
@@ -175,13 +183,6 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--max-faces", type=positive_int, default=1, help="faces swapped per frame (default 1)")
     f.add_argument("--detect-every", type=positive_int, default=5, help="full detection every N frames")
-    f.add_argument(
-        "--gpu-path",
-        choices=["off", "auto", "cuda", "cpu"],
-        default="off",
-        help="run swap + colour + composite as one torch stage on this device (frame uploaded once); "
-        "auto: CUDA when the model runs there",
-    )
     add_inference_arguments(p)
     c = p.add_argument_group("colour and blend")
     c.add_argument(

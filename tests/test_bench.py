@@ -119,11 +119,16 @@ def test_bench_json_has_every_figure(tiny_model: Path, tmp_path: Path) -> None:
 def test_bench_runs_the_gpu_resident_stage(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     args = ["--resolution", "320x240", "--model", str(tiny_model), "--backend", "ort-cpu", "--frames", "4"]
-    args += ["--warmup", "2", "--inference-iters", "1", "--no-sequential", "--gpu-path", "--gpu-device", "cpu"]
+    args += ["--warmup", "2", "--inference-iters", "1", "--no-sequential", "--gpu-path", "cpu"]
     done = _bench([*args, "--json", str(out)], tmp_path)
     assert done.returncode == 0, done.stderr
     (result,) = json.loads(out.read_text())["results"]
-    assert result["gpu_path"] is True and result["sequential"] is None and result["pipelined_vs_sequential"] is None
+    assert (
+        result["gpu_path"] == "cpu"
+        and "gpu path on cpu" in done.stderr
+        and result["sequential"] is None
+        and result["pipelined_vs_sequential"] is None
+    )
     _check_run(result["pipelined"], 4, 2, ("capture", "detect", "swap+blend"))
     assert "swap" not in result["pipelined"]["stages"]
 
@@ -149,7 +154,9 @@ def test_bench_paced_like_a_camera(tiny_model: Path, tmp_path: Path) -> None:
 def test_bench_on_cuda_times_the_gpu(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "cuda.json"
     args = ["--resolution", "320x240", "--model", str(tiny_model), "--backend", "ort-cuda", "--frames", "8"]
-    done = _bench([*args, "--warmup", "2", "--inference-iters", "5", "--gpu-path", "--json", str(out)], tmp_path)
+    done = _bench(
+        [*args, "--warmup", "2", "--inference-iters", "5", "--gpu-path", "cuda", "--json", str(out)], tmp_path
+    )
     assert done.returncode == 0, done.stderr
     (result,) = json.loads(out.read_text())["results"]
     assert result["inference_ms"]["clock"] == "cuda-event" and result["inference_ms"]["device"].startswith("cuda")
