@@ -64,7 +64,7 @@ from realtime_swap.config import EngineConfig, FaceSpec, OutputSpec
 from realtime_swap.errors import ConfigError
 from realtime_swap.infer.session import Backend, usable_cores
 from realtime_swap.metrics import percentiles
-from realtime_swap.pipeline import DropPolicy, Pipeline, build_pipeline, default_model_path
+from realtime_swap.pipeline import DropPolicy, Pipeline, build_pipeline, close_stages, default_model_path
 from realtime_swap.sinks.base import Sink
 from realtime_swap.swap.backends import BackendOptions
 from realtime_swap.types import Frame, StreamInfo
@@ -329,11 +329,7 @@ def build_engine(s: BenchSettings, model: Path, runtime: BackendOptions | None =
 
 
 def _close(pipeline: Pipeline) -> None:
-    for stage in pipeline.stages:
-        try:
-            stage.close()
-        except Exception as exc:
-            log.warning("closing stage %s: %s", stage.name, exc)
+    close_stages(pipeline.stages)
     try:
         pipeline.source.close()
     except Exception as exc:

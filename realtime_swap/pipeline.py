@@ -504,6 +504,15 @@ def _sinks(
     return sinks, duration
 
 
+def close_stages(stages: Sequence[Stage]) -> None:
+    """Release what built stages hold (inference sessions) when the engine cannot be completed."""
+    for stage in stages:
+        try:
+            stage.close()
+        except Exception as exc:
+            log.warning("closing stage %s: %s", stage.name, exc)
+
+
 def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
     """Open the source, build the stages and sinks ``cfg`` asks for; return the pipeline and notices for the
     user (stages missing from this build, fallbacks taken). Raises the product's errors on bad input."""
@@ -514,7 +523,11 @@ def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
     notices: list[str] = []
     controls = Controls(color_mode=cfg.faces.color)
     stages = _face_stages(cfg, controls, notices)
-    source = open_source(cfg.source)
+    try:
+        source = open_source(cfg.source)
+    except BaseException:
+        close_stages(stages)
+        raise
     try:
         sinks, default_duration = _sinks(cfg, controls, source.info.live, notices)
         for sink in sinks:
@@ -530,6 +543,7 @@ def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
             )
     except BaseException:
         source.close()
+        close_stages(stages)
         raise
     pipeline = Pipeline(
         source,

@@ -68,3 +68,17 @@ def test_gpu_path_replaces_swap_and_blend(tmp_path: Path) -> None:
     pipeline, _ = build_pipeline(_config("--model", str(model), "--null", "--gpu-path", "cpu"))
     assert [type(s) for s in pipeline.stages] == [DetectStage, GpuSwapComposeStage]
     pipeline.source.close()
+
+
+def test_a_source_that_fails_to_open_releases_the_loaded_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from realtime_swap.errors import RealtimeSwapError
+
+    closed: list[str] = []
+    monkeypatch.setattr(SwapStage, "close", lambda self: closed.append(self.name))
+    model = tmp_path / "m.dfm"
+    model.write_bytes(build_dfm_model(32, width=8, ae_dims=32))
+    with pytest.raises(RealtimeSwapError, match=r"nope\.mp4"):
+        build_pipeline(_config("--model", str(model), "--source", str(tmp_path / "nope.mp4"), "--null"))
+    assert closed == ["swap"]
