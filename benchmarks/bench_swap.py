@@ -5,7 +5,8 @@
    (CUDA: CUDA events around device-resident I/O after a synchronize; CPU: wall clock).
 2. The engine (``realtime_swap bench``'s measurement) at each ``--resolution``: pipelined and sequential fps,
    latency, per-stage p50, with the model ``--model`` (default: the shipped one, else a synthetic
-   ``--synthetic-resolution`` px one) on ``--backend``; rounds alternate sequential and pipelined.
+   ``--synthetic-resolution`` px one) on ``--backend``; rounds alternate sequential and pipelined. Every option
+   of ``realtime_swap bench`` applies (``--gpu-path``, ``--precision``, ``--cuda-graph``, ...).
 
     python benchmarks/bench_swap.py [--frames 150] [--rounds 3] [--resolution 480p,720p] [--json out.json]
 """
@@ -22,11 +23,12 @@ from typing import Any
 from realtime_swap.bench import (
     BenchSettings,
     ModelResolver,
+    add_arguments,
     format_result,
     machine,
     measure,
     measure_session,
-    parse_resolution,
+    settings_from_args,
 )
 from realtime_swap.infer.session import Backend
 from realtime_swap.swap.backends import AUTO_ORDER, unavailable_reason
@@ -54,18 +56,11 @@ def inference_table(backends: list[Backend], sizes: list[int], faces: int, iters
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)  # the engine table takes every option of `realtime_swap bench`
     parser.add_argument("--backends", help="comma-separated backends for the inference table (default: available)")
     parser.add_argument("--sizes", default="128,224", help="synthetic model sizes for the inference table, px")
-    parser.add_argument("--faces", type=int, default=1)
-    parser.add_argument("--iters", type=int, default=50, help="timed inference calls per row")
-    parser.add_argument("--resolution", default="480p,720p")
-    parser.add_argument("--frames", type=int, default=150)
-    parser.add_argument("--warmup", type=int, default=15)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--model", type=Path)
-    parser.add_argument("--synthetic-resolution", type=int, default=128)
-    parser.add_argument("--backend", default=Backend.AUTO.value, choices=[b.value for b in Backend])
     parser.add_argument("--json", type=Path)
+    parser.set_defaults(resolution="480p,720p", frames=150, warmup=15, rounds=3, inference_iters=50)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -75,27 +70,13 @@ def main() -> None:
         backends = [b for b in AUTO_ORDER if unavailable_reason(b) is None and b is not Backend.TORCH]
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(f"== inference alone ({', '.join(b.value for b in backends)})")
-    rows = inference_table(backends, sizes, args.faces, args.iters)
+    rows = inference_table(backends, sizes, args.faces, args.inference_iters)
 
     models = ModelResolver()
     results = []
     try:
         for text in args.resolution.split(","):
-            label, width, height = parse_resolution(text)
-            settings = BenchSettings(
-                width=width,
-                height=height,
-                label=label,
-                faces=args.faces,
-                frames=args.frames,
-                warmup=args.warmup,
-                rounds=args.rounds,
-                model=args.model,
-                synthetic_resolution=args.synthetic_resolution,
-                backend=Backend(args.backend),
-                inference_iters=args.iters,
-            )
-            result = measure(settings, models)
+            result = measure(settings_from_args(args, text), models, sequential=args.sequential)
             results.append(result)
             print(format_result(result), flush=True)
     finally:

@@ -3,8 +3,8 @@
 The DFM contract (checked against DeepFaceLive's ``modelhub/DFLive/DFMModel.py`` and DeepFaceLab's
 ``Model_SAEHD.export_dfm``):
 
-* one input ``in_face:0``: (N, H, W, 3) float32, BGR in [0, 1], NHWC (DFL builds an NHWC placeholder named
-  ``in_face`` and transposes to NCHW inside; DeepFaceLive reads H, W from ``inputs[0].shape[1:3]``);
+* one input ``in_face:0``: (N, H, W, 3) float32, BGR in [0, 1], NHWC (DFL's TensorFlow graph takes an NHWC input
+  tensor named ``in_face`` and transposes it to NCHW inside; DeepFaceLive reads H, W from ``inputs[0].shape[1:3]``);
 * three outputs **in this order**: ``out_face_mask:0`` (N, H, W, 1), the destination face's mask as the dst
   path predicts it; ``out_celeb_face:0`` (N, H, W, 3), the swapped face, BGR [0, 1]; ``out_celeb_face_mask:0``
   (N, H, W, 1), its mask. DeepFaceLive calls ``sess.run(None, ...)`` and unpacks the outputs by position, so

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +15,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 16  # px per bit of the frame-number code
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread() -> Iterator[None]:
+    """One torch thread for a module's tests: the CI box has 2 shared cores and OpenMP spin-waits badly when
+    oversubscribed (use with ``pytestmark = pytest.mark.usefixtures("torch_one_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def encode_index(index: int, width: int = 160, height: int = 120) -> np.ndarray:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import cv2
 import numpy as np
 import pytest
@@ -24,14 +22,7 @@ from realtime_swap.train.losses import (
 from realtime_swap.train.masks import LEFT_EYE, LIPS_OUTER, RIGHT_EYE, eyes_mouth_mask, face_hull_mask
 from realtime_swap.train.sample_faces import jittered_crops
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: the CI box has 2 shared cores and OpenMP spin-waits badly when oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.mark.parametrize("arch", list(Arch))

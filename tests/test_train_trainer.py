@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -29,13 +28,7 @@ from realtime_swap.types import FaceType
 RES = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: the CI box has 2 shared cores and OpenMP spin-waits badly when oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
