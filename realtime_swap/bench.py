@@ -134,6 +134,7 @@ class BenchSettings:
     rounds: int = 1
     inference_iters: int = 30
     paced_fps: float | None = None
+    drop_policy: DropPolicy = DropPolicy.LATEST
     runtime: BackendOptions = field(default_factory=BackendOptions)
     sequential_threads: int = 1
 
@@ -313,8 +314,8 @@ def build_engine(s: BenchSettings, model: Path, runtime: BackendOptions | None =
     try:
         if len(pipeline.stages) < 2:
             raise ConfigError("bench: the engine has no swap stage (no model could be loaded)")
-        if s.paced_fps is None:  # as fast as possible, nothing dropped; paced: the live policy (newest wins)
-            pipeline.drop_policy = DropPolicy.BLOCK
+        # as fast as possible: nothing dropped; paced: a live policy (default: newest wins at every hand-off)
+        pipeline.drop_policy = DropPolicy.BLOCK if s.paced_fps is None else s.drop_policy
         build_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         for stage in pipeline.stages:
@@ -573,6 +574,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "latency of a live run; default: unpaced, fps is the engine's throughput",
     )
     p.add_argument(
+        "--drop-policy",
+        choices=[d.value for d in DropPolicy if d is not DropPolicy.BLOCK],
+        default=DropPolicy.LATEST.value,
+        help="with --paced-fps: latest (newest frame wins at every hand-off, the live default) or capture (newest "
+        'wins at capture, FIFO queues after); e.g. --compare "--drop-policy capture" "--drop-policy latest"',
+    )
+    p.add_argument(
         "--sequential",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -625,6 +633,7 @@ def settings_from_args(args: argparse.Namespace, resolution: str) -> BenchSettin
         rounds=args.rounds,
         inference_iters=args.inference_iters,
         paced_fps=args.paced_fps,
+        drop_policy=DropPolicy(args.drop_policy),
         runtime=backend_options_from_args(args),
         sequential_threads=args.sequential_threads,
     )

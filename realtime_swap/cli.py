@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from realtime_swap import __version__
 from realtime_swap.config import EngineConfig
 from realtime_swap.errors import RealtimeSwapError
+from realtime_swap.handoff import DropPolicy
 
 if TYPE_CHECKING:
     from realtime_swap.swap.backends import BackendOptions
@@ -81,6 +82,26 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
         help="pace frames on their timestamps (default: on for demo/images, off for files: as fast as possible)",
     )
     g.add_argument("--loop", action="store_true", help="restart a video file at its end")
+    g.add_argument(
+        "--reconnect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reopen a camera or network stream that drops, errors or stalls, with back-off, while the outputs "
+        "repeat the last frame with a notice (default: on for cameras and streams)",
+    )
+    g.add_argument(
+        "--stall-timeout",
+        type=positive_float,
+        default=5.0,
+        metavar="S",
+        help="no frame from a camera or stream for S seconds counts as a drop (default 5)",
+    )
+    g.add_argument(
+        "--reconnect-timeout",
+        type=positive_float,
+        metavar="S",
+        help="give up (exit 1) when a lost source is not back within S seconds (default: keep trying)",
+    )
     g.add_argument("--demo-faces", type=positive_int, default=1, help="faces in the demo source (default 1)")
 
 
@@ -273,7 +294,14 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--frames", type=positive_int, help="stop after this many frames")
     r.add_argument("--duration", type=positive_float, help="stop after this many seconds")
-    r.add_argument("--queue-size", type=positive_int, default=2, help="bound of each queue between stages")
+    r.add_argument("--queue-size", type=positive_int, default=2, help="bound of each FIFO queue between stages (files)")
+    r.add_argument(
+        "--drop-policy",
+        choices=[p.value for p in DropPolicy],
+        help="when the engine is behind: latest (newest frame wins at every hand-off: bounded latency; default "
+        "for live sources), capture (newest wins at capture only, FIFO queues after), block (drop nothing; "
+        "default for files)",
+    )
     r.add_argument("--metrics-json", type=Path, help="write the end-of-run metrics to this JSON file")
     r.add_argument("--quiet", "-q", action="store_true", help="no live status line")
 
@@ -294,6 +322,9 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             realtime=args.realtime,
             loop=args.loop,
             demo_faces=args.demo_faces,
+            reconnect=args.reconnect,
+            stall_timeout_s=args.stall_timeout,
+            reconnect_timeout_s=args.reconnect_timeout,
         ),
         faces=FaceSpec(
             swap=not args.no_swap,
@@ -339,6 +370,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
         frames=args.frames,
         duration_s=args.duration,
         queue_size=args.queue_size,
+        drop_policy=DropPolicy(args.drop_policy) if args.drop_policy else None,
     )
 
 
@@ -351,7 +383,7 @@ class _StatusPrinter:
         self._last = 0.0
         self._shown = False
 
-    def __call__(self, status: dict[str, float]) -> None:
+    def __call__(self, status: dict[str, float | str]) -> None:
         from realtime_swap.metrics import status_line
 
         if self.quiet:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from realtime_swap.errors import ConfigError, SinkError
+from realtime_swap.handoff import DropPolicy
 from realtime_swap.infer.session import Backend
 from realtime_swap.sinks.network import StreamEncoder, parse_stream_url
 from realtime_swap.sources import SourceSpec
@@ -107,7 +108,8 @@ class FaceSpec:
 @dataclass(frozen=True)
 class EngineConfig:
     """A whole live run. frames/duration_s: stop after that many frames / seconds (None: until the source
-    ends or the user stops); queue_size: bound of every queue between stages."""
+    ends or the user stops); queue_size: bound of every FIFO queue between stages; drop_policy: where frames go
+    when the engine is behind (None: newest wins at every hand-off for live sources, nothing dropped for files)."""
 
     source: SourceSpec = field(default_factory=SourceSpec)
     faces: FaceSpec = field(default_factory=FaceSpec)
@@ -115,6 +117,7 @@ class EngineConfig:
     frames: int | None = None
     duration_s: float | None = None
     queue_size: int = 2
+    drop_policy: DropPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.frames is not None and self.frames < 1:

@@ -1,13 +1,17 @@
 """The engine's runtime and its one composition root.
 
-``Pipeline`` runs capture → stage 1 → … → stage n → output, each in its own thread, joined by bounded queues:
+``Pipeline`` runs capture → stage 1 → … → stage n → output, each in its own thread, joined by hand-offs:
 
-* newest frame wins at capture for live sources: when the engine is behind, the pending frame is replaced by the
-  newer one (and counted as dropped) — no queue grows without bound; file sources decoded as fast as possible
-  block instead, so no frame is lost;
-* frames leave in the order they came (one worker per stage, FIFO queues);
-* every stage is timed; the first worker exception stops everything and is re-raised in the caller as
-  ``StageError`` with the stage's name;
+* live sources: newest frame wins at every hand-off (``DropPolicy.LATEST``): a worker that is behind takes the
+  newest frame, the one it replaced is counted as dropped where it stood, so no frame waits behind another and
+  capture-to-output latency stays about the sum of the stage times whatever the load; file sources decoded as
+  fast as possible use bounded FIFO queues and block instead, so no frame is lost;
+* frames leave in the order they came (one worker per stage);
+* a source that is down (``SourceOutage``) makes the engine repeat the last output picture with a notice, at
+  the source's rate, so a virtual camera or a stream stays connected; corrupt packets are counted and warned of;
+* every stage is timed; the first worker exception stops capture, the frames in flight still reach the outputs
+  (unswapped, counted, when a stage failed), and the error is re-raised in the caller as ``StageError`` with
+  the stage's name once every output is closed;
 * ``stop()`` (Ctrl-C, SIGTERM, the window's q) stops capture and lets the frames in flight drain, then sinks
   are closed, so a recording is always finalised;
 * an output whose ``open`` raises ``SinkUnavailableError`` (no virtual camera driver here) is left out with a
@@ -19,7 +23,6 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 import queue
 import threading
@@ -27,71 +30,95 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from realtime_swap.config import EngineConfig
 from realtime_swap.errors import ConfigError, SinkError, SinkUnavailableError, StageError
-from realtime_swap.metrics import Metrics, MetricsReport
+from realtime_swap.handoff import CLOSED, DropPolicy, LatestSlot
+from realtime_swap.metrics import Metrics, MetricsReport, capacity_notice
 from realtime_swap.sinks.base import Sink, SinkEvent
-from realtime_swap.sources.base import Source
+from realtime_swap.sources.base import Source, SourceOutage
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.types import Frame
 
+__all__ = ["DropPolicy", "Pipeline", "build_pipeline", "close_stages", "default_model_path"]
+
 log = logging.getLogger(__name__)
 
-_END = object()  # end-of-stream marker that travels behind the last frame
+_END = object()  # end-of-stream marker that travels behind the last frame in a FIFO hop
 _POLL_S = 0.05
-
-
-class DropPolicy(str, enum.Enum):
-    """What capture does when the engine is behind: replace the pending frame (live) or wait (files)."""
-
-    LATEST = "latest"
-    BLOCK = "block"
+_CORRUPT_WARN_S = 1.0  # at most one "corrupt packets skipped" warning a second
 
 
 class _Aborted(Exception):
-    """Raised inside a worker when another worker failed; never escapes the pipeline."""
+    """Raised inside a worker when the run is abandoned (drain timeout, second Ctrl-C); never escapes."""
 
 
-class LatestSlot:
-    """A one-frame hand-over where a new frame replaces an unread one (newest wins)."""
+class _Hop:
+    """The hand-off into one worker: a newest-wins slot (live) or a bounded FIFO (files), with its metrics.
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: object | None = None
-        self._closed = False
+    name: the worker that takes from it (metrics: drops and depth are "before NAME").
+    """
 
-    def put(self, item: object) -> bool:
-        """Store ``item``; True when it replaced a frame nobody had taken (a drop)."""
-        with self._cond:
-            dropped = self._item is not None
-            self._item = item
-            self._cond.notify()
-            return dropped
+    def __init__(self, name: str, latest: bool, size: int, abort: threading.Event, metrics: Metrics) -> None:
+        self.name = name
+        self._slot: LatestSlot[Frame] | None = LatestSlot() if latest else None
+        self._queue: queue.Queue[object] = queue.Queue(size)
+        self._abort = abort
+        self._metrics = metrics
+
+    def put(self, frame: Frame) -> None:
+        if self._slot is not None:
+            if self._slot.put(frame):
+                self._metrics.dropped_frame(self.name)
+            self._metrics.queue_depth(self.name, self._slot.qsize())
+            return
+        self._put_fifo(frame)
+        self._metrics.queue_depth(self.name, self._queue.qsize())
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
+        """No more frames: the taker gets the ones pending, then the end."""
+        if self._slot is not None:
+            self._slot.close()
+        else:
+            self._put_fifo(_END)
 
-    def get(self, timeout: float) -> object | None:
-        """The pending frame, ``_END`` once closed and empty, or None after ``timeout`` s."""
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            if self._item is not None:
-                item, self._item = self._item, None
-                return item
-            return _END if self._closed else None
+    def _put_fifo(self, item: object) -> None:
+        while True:
+            if self._abort.is_set():
+                raise _Aborted
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
 
-    def qsize(self) -> int:
-        return int(self._item is not None)
+    def get(self) -> Frame | None:
+        """The next frame, or None at the end."""
+        while True:
+            if self._abort.is_set():
+                raise _Aborted
+            if self._slot is not None:
+                got = self._slot.get(_POLL_S)
+                if got is CLOSED:
+                    return None
+                if got is not None:
+                    return got
+                continue
+            try:
+                item = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            return None if item is _END else item  # type: ignore[return-value]
 
 
 class Pipeline:
     """Runs ``source`` through ``stages`` into ``sinks``.
 
-    queue_size: bound of each queue between workers; drop_policy: None picks LATEST for live sources and BLOCK
-    otherwise; max_frames / duration_s: stop capturing after that many frames / seconds.
+    queue_size: bound of each FIFO between workers (policies CAPTURE and BLOCK); drop_policy: None picks LATEST
+    for live sources and BLOCK otherwise; max_frames / duration_s: stop capturing after that many frames /
+    seconds. Whatever ends a run, the frames already captured still reach the outputs: after a stage or output
+    error they go on unswapped (counted), and the error is raised once every output is closed.
     """
 
     def __init__(
@@ -124,6 +151,7 @@ class Pipeline:
         self._error_lock = threading.Lock()
         self._stopped_by = "end"
         self._capture_stuck = False
+        self._notice = ""  # the engine's state for the window ("at capacity: ..."), refreshed by the status
         self.unavailable: list[str] = []  # outputs left out at open (SinkUnavailableError), with the reason
 
     # -- control -------------------------------------------------------------------------------------------
@@ -138,43 +166,20 @@ class Pipeline:
         """True once a stop was asked for (or a worker failed)."""
         return self._stop.is_set()
 
-    def _fail(self, stage: str, exc: BaseException) -> None:
+    def _fail(self, where: str, exc: BaseException) -> None:
+        """Record the run's first error and stop capturing; what is in flight still drains."""
         with self._error_lock:
             if self._error is None:
-                self._error = (stage, exc)
-        self._abort.set()
-        self._stop.set()
-
-    # -- queue helpers ---------------------------------------------------------------------------------------
-    def _put(self, q: queue.Queue[object], item: object, name: str) -> None:
-        while True:
-            if self._abort.is_set():
-                raise _Aborted
-            try:
-                q.put(item, timeout=_POLL_S)
-            except queue.Full:
-                continue
-            self.metrics.queue_depth(name, q.qsize())
-            return
-
-    def _get(self, q: queue.Queue[object] | LatestSlot) -> object:
-        while True:
-            if self._abort.is_set():
-                raise _Aborted
-            if isinstance(q, LatestSlot):
-                item = q.get(_POLL_S)
-                if item is not None:
-                    return item
-                continue
-            try:
-                return q.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
+                self._error = (where, exc)
+                log.error("%s failed: %s; passing the frames in flight to the outputs", where, exc)
+        self.stop("error")
 
     # -- workers ---------------------------------------------------------------------------------------------
-    def _capture(self, out: queue.Queue[object] | LatestSlot) -> None:
+    def _capture(self, out: _Hop) -> None:
         index = 0
         t_start = time.perf_counter()
+        corrupt_seen, corrupt_warned_at = 0, 0.0
+        last: Frame | None = None
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and index >= self.max_frames:
@@ -182,10 +187,27 @@ class Pipeline:
                 if self.duration_s is not None and time.perf_counter() - t_start >= self.duration_s:
                     break
                 t0 = time.perf_counter()
-                got = self.source.read()
+                try:
+                    got = self.source.read()
+                except BaseException as exc:
+                    self._fail("capture", exc)
+                    break
                 t1 = time.perf_counter()
+                corrupt = self.source.corrupt_count
+                if corrupt > corrupt_seen:
+                    self.metrics.corrupt_frames(corrupt - corrupt_seen)
+                    corrupt_seen = corrupt
+                    if t1 - corrupt_warned_at >= _CORRUPT_WARN_S:
+                        corrupt_warned_at = t1
+                        log.warning("%s: %d corrupt packets skipped so far", self.source.info.name, corrupt)
                 if got is None:
                     break
+                if isinstance(got, SourceOutage):
+                    if last is not None:  # repeat the last frame so the outputs keep their rate
+                        held = Frame(index=last.index, image=last.image, t_capture=t1, pts=got.pts)
+                        held.held, held.notice = True, got.notice
+                        out.put(held)
+                    continue
                 image, pts = got
                 frame = Frame(index=index, image=image, t_capture=t1, pts=pts)
                 ms = (t1 - t0) * 1000.0 - self.source.paced_ms
@@ -193,78 +215,85 @@ class Pipeline:
                 self.metrics.stage("capture", ms)
                 self.metrics.captured_frame()
                 index += 1
-                if isinstance(out, LatestSlot):
-                    if out.put(frame):
-                        self.metrics.dropped_frame()
-                    self.metrics.queue_depth("capture", out.qsize())
-                else:
-                    self._put(out, frame, "capture")
+                last = frame
+                out.put(frame)
+            out.close()
         except _Aborted:
             return
-        except BaseException as exc:
-            self._fail("capture", exc)
-            return
-        finally:
-            if isinstance(out, LatestSlot):
-                out.close()
-        try:
-            if not isinstance(out, LatestSlot):
-                self._put(out, _END, "capture")
-        except _Aborted:
-            pass
 
-    def _stage_worker(self, stage: Stage, inq: queue.Queue[object] | LatestSlot, out: queue.Queue[object]) -> None:
+    def _stage_worker(self, stage: Stage, inq: _Hop, out: _Hop) -> None:
+        failed = False  # once this stage has failed, the frames still in flight pass it untouched
         try:
             while True:
-                item = self._get(inq)
-                if item is _END:
-                    self._put(out, _END, stage.name)
+                frame = inq.get()
+                if frame is None:
+                    out.close()
                     return
-                assert isinstance(item, Frame)
+                if frame.held or frame.degraded or failed:
+                    frame.degraded = not frame.held
+                    out.put(frame)
+                    continue
                 t0 = time.perf_counter()
-                frame = stage.process(item, self.controls)
+                try:
+                    frame = stage.process(frame, self.controls)
+                except BaseException as exc:
+                    failed = True
+                    self._fail(stage.name, exc)
+                    frame.degraded = True
+                    out.put(frame)
+                    continue
                 ms = (time.perf_counter() - t0) * 1000.0
                 frame.timings[stage.name] = ms
                 self.metrics.stage(stage.name, ms)
-                self._put(out, frame, stage.name)
+                out.put(frame)
         except _Aborted:
             return
-        except BaseException as exc:
-            self._fail(stage.name, exc)
 
-    def _output(self, inq: queue.Queue[object] | LatestSlot) -> None:
-        current = "output"
+    def _output(self, inq: _Hop) -> None:
+        sinks = list(self.sinks)
+        shown: np.ndarray | None = None  # the last picture output (a held frame repeats it)
         try:
             while True:
-                item = self._get(inq)
-                if item is _END:
+                frame = inq.get()
+                if frame is None:
                     return
-                assert isinstance(item, Frame)
+                if frame.held:
+                    if shown is None:
+                        continue
+                    frame.image = _with_notice(shown, frame.notice)
+                else:
+                    shown = frame.image
+                    if self._notice:
+                        frame.notice = self._notice
                 t0 = time.perf_counter()
-                for sink in self.sinks:
-                    current = f"output:{sink.name}"
+                for sink in list(sinks):
                     t_sink = time.perf_counter()
-                    sink.write(item)
+                    try:
+                        sink.write(frame)
+                    except BaseException as exc:  # this output is lost; the others still get every frame
+                        sinks.remove(sink)
+                        self._fail(f"output:{sink.name}", exc)
+                        continue
                     self.metrics.stage(f"sink:{sink.name}", (time.perf_counter() - t_sink) * 1000.0)
-                current = "output"
+                if frame.held:
+                    self.metrics.held_frame()
+                    continue
                 ms = (time.perf_counter() - t0) * 1000.0
-                item.timings["output"] = ms
+                frame.timings["output"] = ms
                 self.metrics.stage("output", ms)
-                self.metrics.output(item.t_capture)
+                self.metrics.output(frame.t_capture, unswapped=frame.degraded)
         except _Aborted:
             return
-        except BaseException as exc:
-            self._fail(current, exc)
 
     # -- run -------------------------------------------------------------------------------------------------
     def run(
-        self, on_status: Callable[[dict[str, float]], None] | None = None, status_interval_s: float = 1.0
+        self, on_status: Callable[[dict[str, float | str]], None] | None = None, status_interval_s: float = 1.0
     ) -> MetricsReport:
         """Run until the source ends, ``stop()`` or an error; return the metrics report.
 
         Ctrl-C (KeyboardInterrupt in the calling thread) stops gracefully and the report says
-        ``stopped_by='interrupt'``. A worker's exception is re-raised as StageError after every output has been
-        closed.
+        ``stopped_by='interrupt'``. A worker's exception is re-raised as StageError after the frames in flight
+        reached the outputs and every output has been closed.
         """
         opened: list[Sink] = []
         try:
@@ -295,23 +324,36 @@ class Pipeline:
         report = self.metrics.report(self.queue_size, self._stopped_by)
         outputs = {sink.name: sink.stats() for sink in opened}
         report.extra["outputs"] = {name: stats for name, stats in outputs.items() if stats}
+        source_stats = self.source.stats()
+        if source_stats:
+            report.extra["source"] = source_stats
         if self.unavailable:
             report.extra["outputs_unavailable"] = list(self.unavailable)
         return report
 
-    def _run_threads(self, on_status: Callable[[dict[str, float]], None] | None, interval: float) -> None:
-        first: queue.Queue[object] | LatestSlot = (
-            LatestSlot() if self.drop_policy is DropPolicy.LATEST else queue.Queue(self.queue_size)
-        )
-        threads = [threading.Thread(target=self._capture, args=(first,), name="capture", daemon=True)]
-        inq = first
-        for stage in self.stages:
-            out: queue.Queue[object] = queue.Queue(self.queue_size)
+    def _hops(self) -> list[_Hop]:
+        """The hand-offs into each stage and into the output worker, per the drop policy."""
+        names = [stage.name for stage in self.stages] + ["output"]
+        policy = self.drop_policy
+        return [
+            _Hop(
+                name,
+                latest=policy is DropPolicy.LATEST or (policy is DropPolicy.CAPTURE and i == 0),
+                size=self.queue_size,
+                abort=self._abort,
+                metrics=self.metrics,
+            )
+            for i, name in enumerate(names)
+        ]
+
+    def _run_threads(self, on_status: Callable[[dict[str, float | str]], None] | None, interval: float) -> None:
+        hops = self._hops()
+        threads = [threading.Thread(target=self._capture, args=(hops[0],), name="capture", daemon=True)]
+        for stage, inq, out in zip(self.stages, hops, hops[1:], strict=False):
             threads.append(
                 threading.Thread(target=self._stage_worker, args=(stage, inq, out), name=stage.name, daemon=True)
             )
-            inq = out
-        threads.append(threading.Thread(target=self._output, args=(inq,), name="output", daemon=True))
+        threads.append(threading.Thread(target=self._output, args=(hops[-1],), name="output", daemon=True))
         main_sinks = [s for s in self.sinks if s.main_thread]
         for t in threads:
             t.start()
@@ -324,8 +366,11 @@ class Pipeline:
                     if sink.service() is SinkEvent.QUIT:
                         self.stop("quit")
                 now = time.perf_counter()
-                if on_status is not None and now >= next_status:
-                    on_status(self.metrics.status())
+                if now >= next_status:
+                    status = self.metrics.status()
+                    self._notice = capacity_notice(status)
+                    if on_status is not None:
+                        on_status(status)
                     next_status = now + interval
                 if self._stop.is_set() and stop_deadline is None:
                     stop_deadline = now + self.drain_timeout_s
@@ -363,6 +408,15 @@ class Pipeline:
             self.source.close()
         except Exception as exc:
             log.warning("closing source %s: %s", self.source.info.name, exc)
+
+
+def _with_notice(image: np.ndarray, notice: str) -> np.ndarray:
+    """A copy of ``image`` with ``notice`` on a dark band along its bottom (what a held frame shows)."""
+    from realtime_swap.sinks.window import draw_text_band
+
+    out = image.copy()
+    draw_text_band(out, [notice], bottom=True)
+    return out
 
 
 # -- composition root ----------------------------------------------------------------------------------------
@@ -551,6 +605,7 @@ def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
         sinks,
         controls=controls,
         queue_size=cfg.queue_size,
+        drop_policy=cfg.drop_policy,
         max_frames=cfg.frames,
         duration_s=cfg.duration_s if cfg.duration_s is not None else default_duration,
     )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from realtime_swap.errors import StageError
 from realtime_swap.sinks.base import Sink
-from realtime_swap.sources.base import Source
+from realtime_swap.sources.base import Source, SourceOutage
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.types import Frame
 
@@ -36,6 +36,8 @@ def run_sequential(
         t1 = time.perf_counter()
         if got is None:
             break
+        if isinstance(got, SourceOutage):  # a reconnecting source is down: nothing to time
+            continue
         image, pts = got
         frame = Frame(index=index, image=image, t_capture=t1, pts=pts)
         frame.timings["capture"] = (t1 - t0) * 1000.0 - source.paced_ms

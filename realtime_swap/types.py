@@ -102,6 +102,10 @@ class Frame:
     model_index: which of the loaded swap models the detect stage aligned the faces for (the window's Tab / 1-9
                choice when the frame was detected); the swap stage runs that model, so a switch never pairs a
                crop with a model of another face type or size.
+    held:      a repeat of the last frame made while the source is down (stages pass it through; the outputs
+               show the last output picture with ``notice`` drawn on it).
+    notice:    a line about the engine's state for the outputs to show ("at capacity: ...", "reconnecting").
+    degraded:  a stage failed, so this frame skipped the remaining stages and reaches the outputs as it was.
     """
 
     index: int
@@ -112,6 +116,9 @@ class Frame:
     timings: dict[str, float] = field(default_factory=dict)
     swapped: bool = False
     model_index: int = 0
+    held: bool = False
+    notice: str = ""
+    degraded: bool = False
 
     @property
     def height(self) -> int:

@@ -42,6 +42,7 @@ import av
 import numpy as np
 
 from realtime_swap.errors import SinkError
+from realtime_swap.handoff import CLOSED, LatestSlot
 from realtime_swap.sinks.base import Sink
 from realtime_swap.sinks.video_file import bgr_to_yuv420p_frame
 from realtime_swap.types import Frame, StreamInfo
@@ -429,33 +430,6 @@ class _Connection:
 # -- the sink ----------------------------------------------------------------------------------------------------
 
 
-class _NewestFrame:
-    """A one-item hand-over between the output thread and the sender: a new item replaces an unsent one."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: tuple[np.ndarray, float] | None = None
-
-    def put(self, item: tuple[np.ndarray, float]) -> bool:
-        """Store ``item``; True when it replaced one the sender had not taken (a drop)."""
-        with self._cond:
-            replaced = self._item is not None
-            self._item = item
-            self._cond.notify()
-            return replaced
-
-    def take(self, timeout_s: float) -> tuple[np.ndarray, float] | None:
-        with self._cond:
-            if self._item is None:
-                self._cond.wait(timeout_s)
-            item, self._item = self._item, None
-            return item
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify()
-
-
 class NetworkStreamSink(Sink):
     """Streams frames to ``url`` (see the module docstring) with low-latency H.264.
 
@@ -497,8 +471,7 @@ class NetworkStreamSink(Sink):
         self._settings = EncoderSettings(bitrate_kbps=bitrate_kbps, gop_s=gop_s, preset=preset)
         self._backoff = (reconnect_min_s, reconnect_max_s)
         self._timeouts = (connect_timeout_s, write_timeout_s, close_timeout_s)
-        self._slot = _NewestFrame()
-        self._closing = threading.Event()
+        self._slot: LatestSlot[tuple[np.ndarray, float]] = LatestSlot()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
@@ -536,8 +509,7 @@ class NetworkStreamSink(Sink):
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._closing.set()
-        self._slot.wake()
+        self._slot.close()
         thread.join(self._timeouts[2] + 1.0)
         if thread.is_alive():
             log.warning("stream %s: sender still blocked after %.0f s; leaving it", self.url, self._timeouts[2])
@@ -593,10 +565,10 @@ class NetworkStreamSink(Sink):
         backoff, retry_at = backoff_min, 0.0
         ever_connected = False
         while True:
-            item = self._slot.take(0.1)
+            item = self._slot.get(0.1)
+            if item is CLOSED:
+                break
             if item is None:
-                if self._closing.is_set():
-                    break
                 continue
             if conn is None:
                 if time.monotonic() < retry_at:

@@ -227,7 +227,7 @@ class WindowSink(Sink):
         """The preview picture of ``frame``: the output image with the overlays the controls ask for."""
         c = self._controls
         notice = self._notice if self._notice and time.monotonic() < self._notice[1] else None
-        if not (c.show_landmarks or c.show_mask or c.show_stats or self.show_help or notice):
+        if not (c.show_landmarks or c.show_mask or c.show_stats or self.show_help or notice or frame.notice):
             return frame.image
         image = frame.image.copy()
         if c.show_mask:
@@ -235,6 +235,8 @@ class WindowSink(Sink):
         if c.show_landmarks:
             draw_faces(image, frame.faces)
         top = self._overlay_lines(frame) if c.show_stats else []
+        if frame.notice and not frame.held:  # a held frame has its notice drawn in the picture already
+            top.append(frame.notice)
         if notice:
             top.append(notice[0])
         draw_text_band(image, top)

@@ -28,6 +28,7 @@ _NETWORK_OPTIONS = {
     "udp": {**_LOW_DELAY, "overrun_nonfatal": "1", "fifo_size": "1000000"},
 }
 _DEFAULT_NETWORK_OPTIONS = _LOW_DELAY
+_MAX_DEMUX_ERRORS = 32  # consecutive container read errors a file is read past before it counts as unreadable
 
 
 def is_url(spec: str) -> bool:
@@ -117,9 +118,11 @@ class AVSource(Source):
         opts, timeout = self._open_args
         try:
             container = av.open(self.spec, mode="r", options=opts, timeout=timeout)
-        except av.error.FFmpegError as exc:
-            raise SourceError(f"cannot open {self.spec}: {_first_line(exc)}") from exc
-        except OSError as exc:
+        except av.error.ExitError as exc:  # FFmpeg's "Immediate exit requested": our open timeout fired
+            raise SourceError(
+                f"cannot open {self.spec}: nothing received within {timeout[0]:g} s (is the sender running?)"
+            ) from exc
+        except (av.error.FFmpegError, OSError) as exc:
             raise SourceError(f"cannot open {self.spec}: {_first_line(exc)}") from exc
         if not container.streams.video:
             container.close()
@@ -129,20 +132,39 @@ class AVSource(Source):
         return container
 
     def _decode(self) -> Iterator[av.VideoFrame]:
-        if self._audio_tap is None:
-            return self._container.decode(self._stream)
-        return self._decode_with_audio(self._audio_tap)
+        """Video frames in decode order. A packet the decoder rejects is skipped and counted (``corrupt_count``);
+        audio packets demuxed alongside go to the audio tap when one was asked for."""
+        tap = self._audio_tap
+        streams = [self._stream] if tap is None else [self._stream, tap.stream]
+        demux_errors = 0
+        while True:
+            try:
+                for packet in self._container.demux(*streams):
+                    demux_errors = 0
+                    if packet.stream.type == "audio":
+                        if tap is not None and packet.dts is not None:
+                            tap.push(packet)
+                        continue
+                    try:
+                        frames = packet.decode()
+                    except av.error.FFmpegError as exc:
+                        self._skip_corrupt(exc)
+                        continue
+                    for frame in frames:
+                        if isinstance(frame, av.VideoFrame):
+                            yield frame
+                return
+            except av.error.FFmpegError as exc:
+                # A damaged spot in a file's container is read past (a few times, not forever); on a stream
+                # this is the connection failing, for the caller to handle.
+                if self._network or isinstance(exc, av.error.ExitError) or demux_errors >= _MAX_DEMUX_ERRORS:
+                    raise
+                demux_errors += 1
+                self._skip_corrupt(exc)
 
-    def _decode_with_audio(self, tap: AudioTap) -> Iterator[av.VideoFrame]:
-        """Video frames, while the audio packets demuxed alongside go to ``tap``."""
-        for packet in self._container.demux(self._stream, tap.stream):
-            if packet.stream.type == "audio":
-                if packet.dts is not None:
-                    tap.push(packet)
-                continue
-            for frame in packet.decode():
-                if isinstance(frame, av.VideoFrame):
-                    yield frame
+    def _skip_corrupt(self, exc: BaseException) -> None:
+        self.corrupt_count += 1
+        log.debug("%s: skipped a corrupt packet after %d frames: %s", self.spec, self._count, _first_line(exc))
 
     @property
     def frame_count(self) -> int | None:
@@ -168,15 +190,23 @@ class AVSource(Source):
                 frame = next(self._frames)
                 break
             except StopIteration:
+                if self._count == 0 and self.corrupt_count:
+                    raise SourceError(
+                        f"{self.spec}: nothing decodable ({self.corrupt_count} corrupt packets, no frame)"
+                    ) from None
                 if not self._loop or self._count == 0:
                     return None
                 self._container.close()
                 self._container = self._open()
                 self._frames = self._decode()
                 self._pts_offset = self._last_pts + (1.0 / self.info.fps if self.info.fps else 0.0)
+            except av.error.ExitError as exc:  # our read timeout fired: nothing arrived for read_timeout_s
+                raise SourceError(
+                    f"{self.spec}: no data for {self._open_args[1][1]:g} s after {self._count} frames"
+                ) from exc
             except av.error.FFmpegError as exc:
                 raise SourceError(
-                    f"{self.spec}: decoding failed after {self._count} frames: {_first_line(exc)}"
+                    f"{self.spec}: reading failed after {self._count} frames: {_first_line(exc)}"
                 ) from exc
         self._count += 1
         pts = self._pts_offset + (
