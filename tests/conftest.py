@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -83,3 +86,44 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subpro
         text=True,
         timeout=timeout,
     )
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+NGINX = shutil.which("nginx")
+RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+
+
+@pytest.fixture
+def nginx_rtmp(tmp_path: Path) -> Iterator[int]:
+    """An nginx-rtmp server (Debian: nginx-light + libnginx-mod-rtmp) on a free loopback port."""
+    if NGINX is None or not RTMP_MODULE.is_file():
+        pytest.skip("nginx with the RTMP module is not installed (apt-get install nginx-light libnginx-mod-rtmp)")
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"load_module {RTMP_MODULE};\n"
+        f"daemon off; master_process off; worker_processes 1;\n"
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\n"
+        "events { worker_connections 64; }\n"
+        f"rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n"
+    )
+    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx did not start: {proc.stderr.read() if proc.stderr else ''!r}") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)

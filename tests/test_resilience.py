@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import decode_index, encode_index, run_cli, write_test_video
+from conftest import decode_index, encode_index, free_port, run_cli, write_test_video
 
 from realtime_swap.errors import SourceError, StageError
 from realtime_swap.handoff import DropPolicy
@@ -315,15 +315,10 @@ def test_reconnect_timeout_gives_up_with_one_line() -> None:
     assert any(collect.held)  # the outputs kept running while it tried
 
 
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _sender(url: str, frames: int, start: int) -> subprocess.Popen[bytes]:
+    fmt = "flv" if url.startswith("rtmp") else "mpegts"
     return subprocess.Popen(
-        [sys.executable, str(SERVER), url, str(frames), "mpegts", "--fps", "30", "--start", str(start)],
+        [sys.executable, str(SERVER), url, str(frames), fmt, "--fps", "30", "--start", str(start)],
         cwd=SERVER.parent,
     )
 
@@ -339,14 +334,11 @@ def _open_retrying(spec: SourceSpec, seconds: float = 10.0) -> Source:
             time.sleep(0.1)
 
 
-@pytest.mark.parametrize("protocol", ["tcp", "udp"])
-def test_a_stream_that_stops_and_comes_back_is_reconnected(protocol: str, tmp_path: Path) -> None:
-    port = _free_port(socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM)
-    if protocol == "tcp":  # the sender listens, the engine connects
-        send_url, read_url = f"tcp://127.0.0.1:{port}?listen=1", f"tcp://127.0.0.1:{port}"
-    else:  # the engine listens, the sender sends
-        send_url, read_url = f"udp://127.0.0.1:{port}?pkt_size=1316", f"udp://127.0.0.1:{port}"
+def _stop_and_come_back(send_url: str, read_url: str, gap_s: float, tmp_path: Path) -> None:
+    """Send 75 frames, pause ``gap_s``, send 90 more (codes 100…): the engine must carry both halves and
+    keep its outputs running through the gap."""
     first = _sender(send_url, 75, start=0)
+    second: subprocess.Popen[bytes] | None = None
     try:
         source = _open_retrying(SourceSpec(read_url, stall_timeout_s=1.5))
         assert isinstance(source, ReconnectingSource)
@@ -356,7 +348,7 @@ def test_a_stream_that_stops_and_comes_back_is_reconnected(protocol: str, tmp_pa
         runner = threading.Thread(target=pipeline.run, kwargs={"status_interval_s": 0.2})
         runner.start()
         assert first.wait(20) == 0
-        time.sleep(1.0 if protocol == "tcp" else 2.5)  # the gap: nothing sent (udp: longer than the stall timeout)
+        time.sleep(gap_s)  # nothing is sent
         second = _sender(send_url, 90, start=100)
         deadline = time.monotonic() + 30
         while sum(1 for c in collect.codes if c >= 100) < 30 and time.monotonic() < deadline:
@@ -365,8 +357,8 @@ def test_a_stream_that_stops_and_comes_back_is_reconnected(protocol: str, tmp_pa
         runner.join(15)
         second.wait(20)
     finally:
-        for proc in (first, locals().get("second")):
-            if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
                 proc.kill()
     real = [c for c, h in zip(collect.codes, collect.held, strict=True) if not h]
     assert any(c < 75 for c in real) and sum(1 for c in real if c >= 100) >= 30  # both halves
@@ -379,8 +371,23 @@ def test_a_stream_that_stops_and_comes_back_is_reconnected(protocol: str, tmp_pa
     assert any(c < 75 for c in recorded) and any(c >= 100 for c in recorded)
 
 
+@pytest.mark.parametrize("protocol", ["tcp", "udp"])
+def test_a_stream_that_stops_and_comes_back_is_reconnected(protocol: str, tmp_path: Path) -> None:
+    if protocol == "tcp":  # the sender listens, the engine connects
+        port = free_port()
+        _stop_and_come_back(f"tcp://127.0.0.1:{port}?listen=1", f"tcp://127.0.0.1:{port}", 1.0, tmp_path)
+    else:  # the engine listens, the sender sends; a gap longer than the stall timeout makes it reopen
+        port = free_port(socket.SOCK_DGRAM)
+        _stop_and_come_back(f"udp://127.0.0.1:{port}?pkt_size=1316", f"udp://127.0.0.1:{port}", 2.5, tmp_path)
+
+
+def test_an_rtmp_stream_whose_publisher_returns_is_reconnected(nginx_rtmp: int, tmp_path: Path) -> None:
+    url = f"rtmp://127.0.0.1:{nginx_rtmp}/live/resilience"
+    _stop_and_come_back(url, url, 2.5, tmp_path)
+
+
 def test_a_udp_url_that_never_sends_says_so(tmp_path: Path) -> None:
-    port = _free_port(socket.SOCK_DGRAM)
+    port = free_port(socket.SOCK_DGRAM)
     result = run_cli("--source", f"udp://127.0.0.1:{port}", "--null", "--stall-timeout", "1.5", "-q", timeout=60)
     assert result.returncode == 1
     assert f"error: cannot open udp://127.0.0.1:{port}: nothing received within 1.5 s" in result.stderr
@@ -390,3 +397,50 @@ def test_a_udp_url_that_never_sends_says_so(tmp_path: Path) -> None:
 def test_reconnect_is_refused_for_a_file(test_video: Path) -> None:
     with pytest.raises(SourceError, match="only cameras and network streams reconnect"):
         open_source(SourceSpec(str(test_video), reconnect=True))
+
+
+def test_reconnect_options_reach_the_source_spec() -> None:
+    from realtime_swap.cli import _config_from_args, build_parser
+
+    parser, _ = build_parser()
+    args = parser.parse_args(
+        ["live", "--source", "rtsp://cam/1", "--no-reconnect", "--stall-timeout", "2", "--drop-policy", "capture"]
+    )
+    cfg = _config_from_args(args)
+    assert (cfg.source.reconnect, cfg.source.stall_timeout_s, cfg.drop_policy) == (False, 2.0, DropPolicy.CAPTURE)
+    args = parser.parse_args(["live", "--source", "0", "--reconnect-timeout", "30"])
+    cfg = _config_from_args(args)
+    assert (cfg.source.reconnect, cfg.source.reconnect_timeout_s, cfg.drop_policy) == (None, 30.0, None)
+
+
+def test_held_frames_show_the_last_output_picture_with_the_notice() -> None:
+    def reopen() -> Source:
+        raise SourceError("flaky: connection refused")
+
+    class Darken(Stage):
+        name = "darken"
+
+        def process(self, frame: Frame, controls: Controls) -> Frame:
+            frame.image = (frame.image // 2).astype(np.uint8)  # the "swap": what the outputs show
+            return frame
+
+    images: list[tuple[bool, np.ndarray]] = []
+
+    class Keep(Sink):
+        name = "keep"
+
+        def open(self, info: StreamInfo) -> None:
+            pass
+
+        def write(self, frame: Frame) -> None:
+            images.append((frame.held, frame.image))
+
+    source = ReconnectingSource(FlakySource(0, 5), reopen, reconnect_timeout_s=0.6, backoff_s=(0.1, 0.2))
+    with pytest.raises(StageError):
+        Pipeline(source, [Darken()], [Keep()]).run()
+    last_real = [img for held, img in images if not held][-1]
+    held = [img for is_held, img in images if is_held]
+    assert held
+    h = last_real.shape[0]
+    assert np.array_equal(held[-1][: h // 2], last_real[: h // 2])  # the processed picture, not the raw frame
+    assert not np.array_equal(held[-1][-20:], last_real[-20:])  # with the notice along the bottom

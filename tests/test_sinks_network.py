@@ -9,18 +9,14 @@ with margin by H.264 at the sink's default bitrate on these 320x240 photos of fa
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from conftest import BLOCK, decode_index, encode_index
+from conftest import BLOCK, decode_index, encode_index, free_port
 
 from realtime_swap.errors import SinkError
 from realtime_swap.metrics import MetricsReport
@@ -54,12 +50,6 @@ def stamp(image: np.ndarray, index: int) -> np.ndarray:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 99.0 if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Receiver(threading.Thread):
@@ -153,41 +143,6 @@ def test_rtsp_push_to_an_ffmpeg_listener() -> None:
     port = free_port()
     url = f"rtsp://127.0.0.1:{port}/live"
     run_stream(url, url, {"rtsp_flags": "listen", "listen_timeout": "15"}, timeout=None)
-
-
-NGINX = shutil.which("nginx")
-RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
-
-
-@pytest.fixture
-def nginx_rtmp(tmp_path: Path) -> Iterator[int]:
-    """An nginx-rtmp server (Debian: nginx-light + libnginx-mod-rtmp) on a free loopback port."""
-    if NGINX is None or not RTMP_MODULE.is_file():
-        pytest.skip("nginx with the RTMP module is not installed (apt-get install nginx-light libnginx-mod-rtmp)")
-    port = free_port()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        f"load_module {RTMP_MODULE};\n"
-        f"daemon off; master_process off; worker_processes 1;\n"
-        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\n"
-        "events { worker_connections 64; }\n"
-        f"rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n"
-    )
-    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not start: {proc.stderr.read() if proc.stderr else ''!r}") from None
-                time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_rtmp_through_nginx(nginx_rtmp: int) -> None:

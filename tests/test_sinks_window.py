@@ -188,3 +188,14 @@ def test_the_models_loaded_by_the_engine_are_the_ones_tab_walks(tmp_path: Path) 
         assert controls.model_index == 0
     finally:
         sink.close()
+
+
+def test_the_engine_notice_is_shown_on_the_preview_only(window: tuple[WindowSink, Controls]) -> None:
+    sink, controls = window
+    controls.show_stats, sink.show_help = False, False
+    frame = frame_with_face()
+    assert sink.compose(frame) is frame.image  # nothing to draw: the output picture itself
+    frame.notice = "at capacity: swap is the bottleneck (97 % busy)"
+    shown = sink.compose(frame)
+    assert shown is not frame.image and not np.array_equal(shown[:30], frame.image[:30])  # a band at the top
+    assert np.array_equal(shown[60:], frame.image[60:])

@@ -40,7 +40,7 @@ class ReconnectingSource(Source):
         reopen: Callable[[], Source],
         stall_timeout_s: float = 5.0,
         reconnect_timeout_s: float | None = None,
-        backoff_s: tuple[float, float] = (0.5, 4.0),
+        backoff_s: tuple[float, float] = (0.25, 1.0),
         hold_after_s: float | None = None,
     ) -> None:
         if stall_timeout_s <= 0:
