@@ -167,6 +167,13 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
         help="swap model (.onnx or DeepFaceLive .dfm; default: the shipped one); repeat to load several and switch "
         "between them with Tab / 1-9 in the window",
     )
+    f.add_argument(
+        "--models-dir",
+        type=Path,
+        metavar="DIR",
+        help="folder searched first for the shipped models (mediapipe/, demo_swap/); then $REALTIME_SWAP_MODELS, "
+        "the installed package's data, the checkout's trained_models/",
+    )
     f.add_argument("--face-type", choices=[t.value for t in FaceType], help="override the model's face type")
     f.add_argument("--morph", type=float, help="DFM morph factor in [0, 1] (models with morph_value:0)")
     f.add_argument(
@@ -299,6 +306,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             swap=not args.no_swap,
             model=args.model[0] if args.model else None,
             extra_models=tuple(args.model[1:]) if args.model else (),
+            models_dir=args.models_dir,
             backend=Backend(args.backend),
             face_type=FaceType(args.face_type) if args.face_type else None,
             detector=args.detector,

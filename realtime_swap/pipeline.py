@@ -371,10 +371,12 @@ HEADLESS_RECORDING = "realtime_swap_preview.mp4"
 HEADLESS_DEMO_SECONDS = 10.0
 
 
-def default_model_path() -> Path | None:
-    """The shipped swap model used when ``--model`` is not given, or None when this checkout has none."""
-    path = Path(__file__).resolve().parents[1] / "trained_models" / "demo_swap" / "demo_swap.onnx"
-    return path if path.is_file() else None
+def default_model_path(models_dir: Path | None = None) -> Path | None:
+    """The shipped swap model used when ``--model`` is not given (looked up as ``realtime_swap.model_files``
+    says), or None when no models folder has one."""
+    from realtime_swap.model_files import DEMO_SWAP_MODEL, find_model_file
+
+    return find_model_file(DEMO_SWAP_MODEL, models_dir)
 
 
 def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> list[Stage]:
@@ -390,6 +392,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.stage import DetectStage
     from realtime_swap.detect.tracker import FaceSelection, TrackerOptions
+    from realtime_swap.model_files import MEDIAPIPE, find_model_file
     from realtime_swap.swap.model import SwapModel
     from realtime_swap.swap.stage import SwapStage
     from realtime_swap.types import FaceType
@@ -401,13 +404,14 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         max_faces=f.max_faces,
         selection=FaceSelection(f.selection),
         backend=f.backend,
+        model_dir=find_model_file(MEDIAPIPE, f.models_dir),
     )
-    path = f.model or default_model_path()
+    path = f.model or default_model_path(f.models_dir)
     if path is None and f.extra_models:
         raise ConfigError("more swap models given but no first one (--model)")
     if path is None:
         notices.append(
-            "no swap model: none is shipped in this checkout and --model was not given; "
+            "no swap model: none found in the models folders and --model was not given; "
             "detecting and aligning faces only (landmarks shown)"
         )
         controls.show_landmarks = True
