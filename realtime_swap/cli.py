@@ -154,7 +154,7 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     from realtime_swap.color import ColorMode
     from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.tracker import FaceSelection
-    from realtime_swap.sinks.network import StreamEncoder
+    from realtime_swap.sinks.stream_url import StreamEncoder
     from realtime_swap.types import FaceType
 
     add_source_arguments(p)
@@ -288,7 +288,7 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
 def _config_from_args(args: argparse.Namespace) -> EngineConfig:
     from realtime_swap.config import FaceSpec, OutputSpec
     from realtime_swap.infer.session import Backend
-    from realtime_swap.sinks.network import StreamEncoder
+    from realtime_swap.sinks.stream_url import StreamEncoder
     from realtime_swap.sources import SourceSpec
     from realtime_swap.types import FaceType
 

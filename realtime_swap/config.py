@@ -7,7 +7,7 @@ from pathlib import Path
 
 from realtime_swap.errors import ConfigError, SinkError
 from realtime_swap.infer.session import Backend
-from realtime_swap.sinks.network import StreamEncoder, parse_stream_url
+from realtime_swap.sinks.stream_url import StreamEncoder, parse_stream_url
 from realtime_swap.sources import SourceSpec
 from realtime_swap.swap.backends import BackendOptions
 from realtime_swap.types import FaceType
