@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import enum
 import json
 import logging
 import os
@@ -53,15 +54,11 @@ from typing import Any
 
 import numpy as np
 
-from realtime_swap.cli import (
-    GPU_PATH_CHOICES,
-    add_inference_arguments,
-    backend_options_from_args,
-    non_negative_int,
-    positive_int,
-)
-from realtime_swap.config import EngineConfig, FaceSpec, OutputSpec
+from realtime_swap.cli import add_inference_arguments, backend_options_from_args, non_negative_int, positive_int
+from realtime_swap.color.modes import ColorMode
+from realtime_swap.config import EngineConfig, FaceSpec, OutputSpec, closed_choice
 from realtime_swap.errors import ConfigError
+from realtime_swap.gpu import GpuPath
 from realtime_swap.infer.session import Backend, usable_cores
 from realtime_swap.metrics import percentiles
 from realtime_swap.pipeline import DropPolicy, Pipeline, build_pipeline, close_stages, default_model_path
@@ -127,8 +124,8 @@ class BenchSettings:
     model: Path | None = None
     synthetic_resolution: int = 128
     backend: Backend = Backend.AUTO
-    gpu_path: str = "off"
-    color: str = "rct"
+    gpu_path: GpuPath = GpuPath.OFF
+    color: ColorMode = ColorMode.RCT
     detect_every: int = 5
     queue_size: int = 2
     rounds: int = 1
@@ -145,8 +142,8 @@ class BenchSettings:
                 raise ConfigError(f"bench: {name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0 or self.inference_iters < 0 or self.sequential_threads < 0:
             raise ConfigError("bench: --warmup, --inference-iters and --sequential-threads must be >= 0")
-        if self.gpu_path not in GPU_PATH_CHOICES:
-            raise ConfigError(f"bench: --gpu-path must be one of {', '.join(GPU_PATH_CHOICES)}, got {self.gpu_path}")
+        object.__setattr__(self, "gpu_path", closed_choice(GpuPath, self.gpu_path, "bench: --gpu-path"))
+        object.__setattr__(self, "color", closed_choice(ColorMode, self.color, "bench: --color"))
 
 
 @dataclass(frozen=True)
@@ -484,7 +481,7 @@ def _measure_rounds(
         "rounds": s.rounds,
         "model": {"path": str(choice.path), "synthetic": choice.synthetic, "description": choice.description},
         "backend": s.backend.value,
-        "gpu_path": s.gpu_path,
+        "gpu_path": s.gpu_path.value,
         "paced_fps": s.paced_fps,
         "session_create_s": session_s,
         "engine_build_s": statistics.median(builds),
@@ -542,8 +539,6 @@ def compare(a: BenchSettings, b: BenchSettings, models: ModelResolver) -> dict[s
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``bench`` (also what ``--compare`` strings may contain)."""
-    from realtime_swap.color import ColorMode
-
     p.add_argument(
         "--resolution",
         default="480p",
@@ -618,8 +613,8 @@ def settings_from_args(args: argparse.Namespace, resolution: str) -> BenchSettin
         model=args.model,
         synthetic_resolution=args.synthetic_resolution,
         backend=Backend(args.backend),
-        gpu_path=args.gpu_path,
-        color=args.color,
+        gpu_path=GpuPath(args.gpu_path),
+        color=ColorMode(args.color),
         detect_every=args.detect_every,
         queue_size=args.queue_size,
         rounds=args.rounds,
@@ -668,7 +663,7 @@ def machine() -> dict[str, Any]:
 
 
 def _plain(value: object) -> object:
-    if isinstance(value, Backend):
+    if isinstance(value, enum.Enum):
         return value.value
     return str(value) if isinstance(value, Path) else value
 

@@ -34,7 +34,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "realtime_swap.bench",
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
-GPU_PATH_CHOICES = ("off", "auto", "cuda", "cpu")
 
 
 def positive_int(text: str) -> int:
@@ -86,6 +85,7 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     """The swap model's execution engine (``--backend`` and its options), shared by ``live`` and ``bench``."""
+    from realtime_swap.gpu import GpuPath
     from realtime_swap.infer.runner import Precision
     from realtime_swap.infer.session import Backend
 
@@ -105,8 +105,8 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--gpu-path",
-        choices=GPU_PATH_CHOICES,
-        default="off",
+        choices=[m.value for m in GpuPath],
+        default=GpuPath.OFF.value,
         help="run swap + colour + composite as one torch stage on this device, the frame uploaded once and "
         "downloaded once (auto/cuda: CUDA, needs a backend on CUDA; cpu: the same code on the host); default off",
     )
@@ -286,7 +286,12 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> EngineConfig:
+    from realtime_swap.blend import BlendMode
+    from realtime_swap.color import ColorMode
     from realtime_swap.config import FaceSpec, OutputSpec
+    from realtime_swap.detect.blazeface import BlazeFaceModel
+    from realtime_swap.detect.tracker import FaceSelection
+    from realtime_swap.gpu import GpuPath
     from realtime_swap.infer.session import Backend
     from realtime_swap.sinks.stream_url import StreamEncoder
     from realtime_swap.sources import SourceSpec
@@ -309,21 +314,21 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             models_dir=args.models_dir,
             backend=Backend(args.backend),
             face_type=FaceType(args.face_type) if args.face_type else None,
-            detector=args.detector,
-            selection=args.select,
+            detector=BlazeFaceModel(args.detector),
+            selection=FaceSelection(args.select),
             max_faces=args.max_faces,
             detect_every=args.detect_every,
-            color=args.color,
+            color=ColorMode(args.color),
             color_amount=args.color_amount,
             color_smoothing_s=args.color_smoothing,
-            blend=args.blend,
+            blend=BlendMode(args.blend),
             erode_px=args.erode,
             blur_px=args.blur,
             opacity=args.opacity,
             sharpen=args.sharpen,
             keep_mouth=args.keep_mouth,
             morph=args.morph,
-            gpu_path=args.gpu_path,
+            gpu_path=GpuPath(args.gpu_path),
             runtime=backend_options_from_args(args),
         ),
         outputs=OutputSpec(

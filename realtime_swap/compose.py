@@ -20,7 +20,7 @@ from realtime_swap.types import Face, Frame, StreamInfo
 class ComposeStage(Stage):
     """Colour transfer + paste-back for every face that has an aligned crop and a swap result.
 
-    Per face: the colour mode comes from ``controls.color_mode`` (a :class:`ColorMode` value) and moves
+    Per face: the colour mode comes from ``controls.color_mode`` (a :class:`ColorMode`) and moves
     ``face.swapped.face`` towards ``face.aligned.image`` over the blend mask, with the transfer's statistics
     smoothed over time per ``face.id`` (:class:`ColorStatsSmoother`, on ``frame.pts``); the blend mask is
     ``face.swapped.mask × face.aligned.mask`` (the latter when present), times ``1 − aligned.mouth_mask`` when
@@ -87,7 +87,7 @@ class ComposeStage(Stage):
         if not faces:
             self.smoother.forget_stale(frame.pts)
             return frame
-        mode = _color_mode(controls.color_mode)
+        mode = controls.color_mode
         numba.set_num_threads(self.kernel_threads)  # per calling thread: this stage's worker
         image = frame.image.copy()
         for face in faces:
@@ -119,11 +119,3 @@ class ComposeStage(Stage):
             mode=self.mode,
             sharpen=self.sharpen,
         )
-
-
-def _color_mode(value: str) -> ColorMode:
-    try:
-        return ColorMode(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in ColorMode)
-        raise ConfigError(f"blend: unknown colour mode '{value}'; expected one of {choices}") from None

@@ -387,11 +387,10 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     """
     if not cfg.faces.swap:
         return []
-    from realtime_swap.blend import BlendMode
     from realtime_swap.compose import ComposeStage
-    from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.stage import DetectStage
-    from realtime_swap.detect.tracker import FaceSelection, TrackerOptions
+    from realtime_swap.detect.tracker import TrackerOptions
+    from realtime_swap.gpu import GpuPath
     from realtime_swap.model_files import MEDIAPIPE, find_model_file
     from realtime_swap.swap.model import SwapModel
     from realtime_swap.swap.stage import SwapStage
@@ -399,10 +398,10 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
 
     f = cfg.faces
     tracking = TrackerOptions(
-        detector=BlazeFaceModel(f.detector),
+        detector=f.detector,
         detect_every=f.detect_every,
         max_faces=f.max_faces,
-        selection=FaceSelection(f.selection),
+        selection=f.selection,
         backend=f.backend,
         model_dir=find_model_file(MEDIAPIPE, f.models_dir),
     )
@@ -437,15 +436,15 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             erode_px=f.erode_px,
             blur_px=f.blur_px,
             opacity=f.opacity,
-            mode=BlendMode(f.blend),
+            mode=f.blend,
             sharpen=f.sharpen,
             color_amount=f.color_amount,
             color_time_constant_s=f.color_smoothing_s,
             keep_mouth=f.keep_mouth,
         ),
     ]
-    if f.gpu_path != "off":
-        from realtime_swap.gpu import gpu_resident_stages
+    if f.gpu_path is not GpuPath.OFF:
+        from realtime_swap.gpu.stage import gpu_resident_stages
 
         stages = gpu_resident_stages(stages, f.gpu_path)
     return stages
@@ -480,7 +479,7 @@ def _sinks(
     if preview:
         from realtime_swap.color import ColorMode
 
-        sinks.append(WindowSink(controls, color_modes=[m.value for m in ColorMode], screenshot_dir=out.screenshot_dir))
+        sinks.append(WindowSink(controls, color_modes=list(ColorMode), screenshot_dir=out.screenshot_dir))
     if out.vcam is not None:
         device = None if out.vcam == "auto" else out.vcam
         sinks.append(VirtualCameraSink(device=device, fps=out.vcam_fps, backend=out.vcam_backend))

@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from realtime_swap.color.modes import ColorMode
 from realtime_swap.errors import SinkError
 from realtime_swap.sinks.base import Sink, SinkEvent
 from realtime_swap.stages import Controls
@@ -171,7 +172,7 @@ class WindowSink(Sink):
         self,
         controls: Controls,
         title: str = "realtime_swap",
-        color_modes: Sequence[str] = (),
+        color_modes: Sequence[ColorMode] = (),
         models: Sequence[str] = (),
         screenshot_dir: str | Path = DEFAULT_SCREENSHOT_DIR,
     ) -> None:
@@ -180,7 +181,7 @@ class WindowSink(Sink):
             raise SinkError(f"cannot open a preview window: {why}")
         self._controls = controls
         self._title = title
-        self._color_modes = list(color_modes)
+        self._color_modes = [ColorMode(m) for m in color_modes]
         self._models = list(models) or list(controls.model_names)
         self.screenshot_dir = Path(screenshot_dir).expanduser()
         if self.screenshot_dir.exists() and not self.screenshot_dir.is_dir():
@@ -219,7 +220,7 @@ class WindowSink(Sink):
             model = f"  model {c.model_index + 1}/{len(self._models)} {self._models[c.model_index % len(self._models)]}"
         return [
             f"{self._fps:5.1f} fps  {frame.width}x{frame.height}  faces {len(frame.faces)}  swap {swap}  "
-            f"colour {c.color_mode}{model}",
+            f"colour {c.color_mode.value}{model}",
             f"ms: {stages}",
         ]
 
