@@ -12,6 +12,7 @@ from realtime_swap.blend import BlendMode, check_blend_options, combine_masks, p
 from realtime_swap.blend import warmup as warmup_blend
 from realtime_swap.color import ColorMode, ColorStatsSmoother
 from realtime_swap.color import warmup as warmup_color
+from realtime_swap.color.jit import use_kernel_threads
 from realtime_swap.errors import ConfigError
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.types import Face, Frame, StreamInfo
@@ -88,7 +89,7 @@ class ComposeStage(Stage):
             self.smoother.forget_stale(frame.pts)
             return frame
         mode = controls.color_mode
-        numba.set_num_threads(self.kernel_threads)  # per calling thread: this stage's worker
+        use_kernel_threads(self.kernel_threads)  # numba's setting is per thread: this stage's worker
         image = frame.image.copy()
         for face in faces:
             self._paste(image, face, mode, frame.pts)

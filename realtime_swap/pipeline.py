@@ -519,6 +519,7 @@ def close_stages(stages: Sequence[Stage]) -> None:
 def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
     """Open the source, build the stages and sinks ``cfg`` asks for; return the pipeline and notices for the
     user (stages missing from this build, fallbacks taken). Raises the product's errors on bad input."""
+    from realtime_swap.color.jit import configure_kernel_cache
     from realtime_swap.sinks.delay import DelaySink
     from realtime_swap.sinks.video_file import VideoFileSink
     from realtime_swap.sources import open_source
@@ -526,6 +527,8 @@ def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
     notices: list[str] = []
     controls = Controls(color_mode=cfg.faces.color)
     stages = _face_stages(cfg, controls, notices)
+    if stages:
+        configure_kernel_cache()
     try:
         source = open_source(cfg.source)
     except BaseException:

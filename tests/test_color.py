@@ -324,3 +324,35 @@ def test_cache_dir_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert color_jit.choose_cache_dir({}, tmp_path, home) is None  # writable package: numba's default
     monkeypatch.setattr(color_jit.os, "access", lambda path, mode: False)  # a read-only install
     assert color_jit.choose_cache_dir({}, tmp_path, home) == home / ".cache" / "realtime_swap" / "numba"
+
+
+def test_kernel_cache_is_pointed_at_engine_start_without_touching_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import numba
+
+    for dispatcher in color_jit._KERNELS:  # restored afterwards: later tests keep the usual cache
+        monkeypatch.setattr(dispatcher, "_cache", dispatcher._cache)
+    monkeypatch.setattr(color_jit, "_cache_dir", None)
+    monkeypatch.setattr(color_jit.os, "access", lambda path, mode: False)  # a read-only install
+    environ_before, config_before = dict(os.environ), numba.config.CACHE_DIR
+    home = tmp_path / "home"
+    chosen = color_jit.configure_kernel_cache({}, tmp_path, home)
+    assert chosen == home / ".cache" / "realtime_swap" / "numba" and chosen.is_dir()
+    assert color_jit._KERNELS and all(Path(d._cache._cache_path).is_relative_to(chosen) for d in color_jit._KERNELS)
+    assert dict(os.environ) == environ_before and config_before == numba.config.CACHE_DIR
+
+
+def test_importing_the_kernels_sets_no_environment_variable() -> None:
+    # cv2 is imported first: its own loader edits LD_LIBRARY_PATH, which is not this package's doing
+    import subprocess
+    import sys
+
+    probe = (
+        "import os, cv2; before = dict(os.environ); import realtime_swap.compose, realtime_swap.sinks.window; "
+        "print(sorted(set(os.environ.items()) ^ set(before.items())))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -14,6 +14,8 @@ frames the other outputs get.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -43,7 +45,14 @@ _KEYPOINT_BGR = (60, 60, 255)
 _BOX_BGR = (0, 220, 255)
 _MASK_BGR = np.array([60, 200, 60], np.float32)
 
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame greets on import otherwise
+
+def _pygame() -> Any:
+    """The pygame module; imported on first use with its greeting (printed on stdout at import) swallowed, so
+    that no environment variable has to be set for it."""
+    if "pygame" not in sys.modules:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import pygame  # noqa: F401 - imported for sys.modules
+    return sys.modules["pygame"]
 
 
 def display_available() -> tuple[bool, str]:
@@ -245,7 +254,7 @@ class WindowSink(Sink):
 
     # -- keys ------------------------------------------------------------------------------------------------
     def _handle_key(self, key: int) -> SinkEvent | None:
-        import pygame
+        pygame = _pygame()
 
         c = self._controls
         if key in (pygame.K_q, pygame.K_ESCAPE):
@@ -292,7 +301,7 @@ class WindowSink(Sink):
 
     # -- main thread -----------------------------------------------------------------------------------------
     def service(self) -> SinkEvent | None:
-        import pygame
+        pygame = _pygame()
 
         if self._screen is None:
             pygame.display.init()
@@ -327,7 +336,5 @@ class WindowSink(Sink):
 
     def close(self) -> None:
         if self._screen is not None:
-            import pygame
-
-            pygame.display.quit()
+            _pygame().display.quit()
             self._screen = None
