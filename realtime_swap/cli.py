@@ -414,6 +414,9 @@ def run_live(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print(report.table(), file=sys.stderr)
     if args.metrics_json:
+        from realtime_swap.swap.stage import swap_model_details
+
+        report.extra["swap_models"] = swap_model_details(pipeline.stages)
         report.write_json(args.metrics_json)
     return {"interrupt": EXIT_INTERRUPT, "sigterm": EXIT_SIGTERM}.get(report.stopped_by, EXIT_OK)
 

@@ -392,6 +392,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     from realtime_swap.detect.tracker import TrackerOptions
     from realtime_swap.gpu import GpuPath
     from realtime_swap.model_files import MEDIAPIPE, find_model_file
+    from realtime_swap.swap.backends import backend_summary
     from realtime_swap.swap.model import SwapModel
     from realtime_swap.swap.stage import SwapStage
     from realtime_swap.types import FaceType
@@ -423,7 +424,10 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         for model in models:
             model.close()
         raise
-    notices.extend(f"backend: {note}" for note in models[0].notes)
+    for note in models[0].notes:
+        log.debug("swap backend passed over: %s", note)
+    if (summary := backend_summary(models[0].backend, models[0].notes)) is not None:
+        notices.append(summary)
     controls.model_names = tuple(m.spec.path.stem for m in models)
     if len(models) > 1:
         notices.append(

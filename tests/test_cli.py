@@ -140,3 +140,17 @@ def test_inference_options_that_do_not_fit_are_one_error_line(options: list[str]
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and needle in last and "Traceback" not in result.stderr
+
+
+def test_passed_over_backends_are_one_line_by_default_and_detailed_under_debug(tmp_path: Path) -> None:
+    quiet = run_cli("--frames", "3", "--null", "--metrics-json", str(tmp_path / "m.json"))
+    assert quiet.returncode == 0, quiet.stderr
+    (swap,) = json.loads((tmp_path / "m.json").read_text())["extra"]["swap_models"]
+    assert swap["model"] == "demo_swap.onnx" and swap["backend"]
+    assert sum("swap model on" in line for line in quiet.stderr.splitlines()) == (1 if swap["passed_over"] else 0)
+    assert "note: backend:" not in quiet.stderr and "INFO" not in quiet.stderr
+    debug = run_cli("--debug", "--frames", "3", "--null")
+    assert debug.returncode == 0, debug.stderr
+    for backend, reason in swap["passed_over"].items():
+        assert reason not in quiet.stderr
+        assert f"{backend}: {reason}" in debug.stderr

@@ -28,6 +28,7 @@ from realtime_swap.gpu import GpuPath
 from realtime_swap.gpu.ops import DeviceRctSmoother, composite_region, process_mask, sharpen, warp_crop
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.swap.model import SwapModel
+from realtime_swap.swap.stage import RunsSwapModels
 from realtime_swap.types import AlignedFace, Face, Frame, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def resolve_device(model: SwapModel, requested: GpuPath = GpuPath.AUTO) -> torch
     return torch.device(model.runner.device)
 
 
-class GpuSwapComposeStage(Stage):
+class GpuSwapComposeStage(RunsSwapModels, Stage):
     """Swap + colour transfer + paste-back of every aligned face, on a torch device.
 
     In: ``frame.image`` (H, W, 3) uint8 BGR and per face ``aligned.matrix`` / ``aligned.mask``. Out: a new

@@ -241,7 +241,7 @@ class SwapModel:
             spec = settle_spec(path, inputs, outputs, metadata, face_type=face_type, resolution=resolution)
             runner, notes = open_runner(path, backend, opts, engine_file=False)
         model = cls(spec, runner, notes)
-        log.info(
+        log.debug(
             "swap model %s: %s, %d px %s%s on %s (%s)",
             path.name,
             spec.format.value,

@@ -16,7 +16,28 @@ from realtime_swap.types import Face, Frame, StreamInfo, SwapResult
 log = logging.getLogger(__name__)
 
 
-class SwapStage(Stage):
+class RunsSwapModels:
+    """A stage that runs swap models: ``models`` in model_index order (SwapStage, the GPU-resident stage)."""
+
+    models: list[SwapModel]
+
+
+def swap_model_details(stages: Sequence[Stage]) -> list[dict[str, object]]:
+    """What runs each loaded swap model, for the metrics JSON: file, backend, and why ``auto`` passed the faster
+    backends over (backend -> reason)."""
+    return [
+        {
+            "model": m.spec.path.name,
+            "backend": m.backend.value,
+            "passed_over": dict(note.split(": ", 1) for note in m.notes if ": " in note),
+        }
+        for stage in stages
+        if isinstance(stage, RunsSwapModels)
+        for m in stage.models
+    ]
+
+
+class SwapStage(RunsSwapModels, Stage):
     """Sets ``face.swapped`` for each face of the frame that has ``face.aligned``.
 
     In: ``face.aligned.image`` (S,S,3) uint8 BGR crops of the model's face type. Crops of another size are
