@@ -164,6 +164,21 @@ def test_lab_kernels_match_reference_and_opencv() -> None:
     assert np.abs(kernel_back - bgr[:500]).max() < 1e-4
 
 
+def test_lab_definition_matches_skimage_and_its_torch_twin() -> None:
+    import torch
+    from skimage.color import rgb2lab
+
+    rng = np.random.default_rng(4)
+    bgr = rng.random((5000, 3))
+    reference = lab.bgr_to_lab(bgr)
+    # scikit-image's sRGB matrix is the same; its D65 white differs in the 5th digit
+    assert np.abs(rgb2lab(bgr[:, ::-1]) - reference).max() < 0.02
+    twin = lab.bgr_to_lab_torch(torch.from_numpy(bgr))
+    assert twin.dtype == torch.float32 and np.abs(twin.numpy() - reference).max() < 1e-3
+    back = lab.lab_to_bgr_torch(torch.from_numpy(reference)).numpy()
+    assert np.abs(back - bgr).max() < 1e-5
+
+
 # --- what each mode promises ------------------------------------------------------------------------------------
 
 

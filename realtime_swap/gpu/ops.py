@@ -9,9 +9,10 @@ Each function mirrors a host function of the CPU path and documents the differen
 * :func:`composite_region` ↔ the ROI warp and composite of :func:`realtime_swap.blend.paste_back_roi`.
 
 OpenCV warps in fixed point (coordinates in 1/32 px, weights in 1/1024) while these warp in float32, so warped
-pixels differ by up to about one 8-bit level; the Lab curves are evaluated exactly here, where the numba kernels
-use polynomial fits (< 1e-6). Images are float32 holding 8-bit levels (0..255, rounded where the CPU path
-has uint8) or [0, 1] where the CPU path has float crops; shapes are written on each function.
+pixels differ by up to about one 8-bit level; the Lab conversion is :mod:`realtime_swap.color.lab`'s torch twin
+(exact curves, where the numba kernels use polynomial fits, < 1e-6). Images are float32 holding 8-bit levels
+(0..255, rounded where the CPU path has uint8) or [0, 1] where the CPU path has float crops; shapes are written
+on each function.
 """
 
 from __future__ import annotations
@@ -25,16 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from realtime_swap.color.common import MASK_CUTOFF, MOMENT_SAMPLES, RCT_STD_FLOOR, sample_stride
-from realtime_swap.color.kernels import (
-    BGR_TO_XYZN,
-    DECODE_KNEE,
-    ENCODE_KNEE,
-    F_INV_KNEE,
-    F_KNEE,
-    F_OFFSET,
-    F_SLOPE,
-    XYZN_TO_BGR,
-)
+from realtime_swap.color.lab import bgr_to_lab_torch as bgr_to_lab
+from realtime_swap.color.lab import lab_to_bgr_torch as lab_to_bgr
 
 _SNAP = 1.0 / 255.0
 
@@ -109,39 +102,6 @@ def warp_crop(frame: torch.Tensor, matrix: np.ndarray, size: int) -> torch.Tenso
 
 
 # --- colour: rct in L*a*b* -------------------------------------------------------------------------------------
-
-_M: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _matrices(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    if device not in _M:
-        to_xyz = torch.tensor(BGR_TO_XYZN, dtype=torch.float32, device=device).reshape(3, 3)
-        to_bgr = torch.tensor(XYZN_TO_BGR, dtype=torch.float32, device=device).reshape(3, 3)
-        _M[device] = (to_xyz, to_bgr)
-    return _M[device]
-
-
-def bgr_to_lab(bgr: torch.Tensor) -> torch.Tensor:
-    """(..., 3) BGR float in [0, 1] -> (..., 3) float32 L*a*b* (OpenCV's float definition, as
-    :func:`realtime_swap.color.lab.bgr_to_lab`)."""
-    to_xyz, _ = _matrices(bgr.device)
-    c = bgr.float().clamp(0.0, 1.0)
-    linear = torch.where(c <= DECODE_KNEE, c / 12.92, ((c + 0.055) / 1.055).pow(2.4))
-    t = (linear @ to_xyz.T).clamp(0.0, 1.0)
-    f = torch.where(t <= F_KNEE, F_SLOPE * t + F_OFFSET, t.pow(1.0 / 3.0))
-    fx, fy, fz = f.unbind(-1)
-    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-1)
-
-
-def lab_to_bgr(lab: torch.Tensor) -> torch.Tensor:
-    """(..., 3) L*a*b* -> (..., 3) float32 BGR in [0, 1], out-of-gamut colours clipped (as
-    :func:`realtime_swap.color.lab.lab_to_bgr`)."""
-    _, to_bgr = _matrices(lab.device)
-    fy = (lab[..., 0] + 16.0) / 116.0
-    f = torch.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], dim=-1)
-    t = torch.where(f > F_INV_KNEE, f * f * f, (f - F_OFFSET) / F_SLOPE)
-    linear = (t @ to_bgr.T).clamp(0.0, 1.0)
-    return torch.where(linear <= ENCODE_KNEE, 12.92 * linear, 1.055 * linear.pow(1.0 / 2.4) - 0.055)
 
 
 def rct_moments(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
