@@ -25,11 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realtime_swap.blend import feather_mask, sharpen_face
 from realtime_swap.color.common import MASK_CUTOFF, MOMENT_SAMPLES, RCT_STD_FLOOR, sample_stride
 from realtime_swap.color.lab import bgr_to_lab_torch as bgr_to_lab
 from realtime_swap.color.lab import lab_to_bgr_torch as lab_to_bgr
-
-_SNAP = 1.0 / 255.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,31 +205,6 @@ class DeviceRctSmoother:
 # --- mask, sharpen, composite ----------------------------------------------------------------------------------
 
 
-def _erode(mask: torch.Tensor, erode_px: int) -> torch.Tensor:
-    """cv2.erode (dilate when negative) with an elliptic (2|e|+1)² element; the border never wins."""
-    size = 2 * abs(erode_px) + 1
-    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    r = abs(erode_px)
-    fill = 2.0 if erode_px > 0 else -1.0
-    padded = F.pad(mask[None, None], (r, r, r, r), value=fill)[0, 0]
-    h, w = mask.shape
-    out: torch.Tensor | None = None
-    for dy, dx in zip(*np.nonzero(element), strict=True):
-        shifted = padded[dy : dy + h, dx : dx + w]
-        if out is None:
-            out = shifted.clone()
-        elif erode_px > 0:
-            out = torch.minimum(out, shifted)
-        else:
-            out = torch.maximum(out, shifted)
-    assert out is not None
-    return out
-
-
-def _gaussian(size: int, sigma: float, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(cv2.getGaussianKernel(size, sigma, cv2.CV_32F).ravel(), device=device)
-
-
 def _separable(image: torch.Tensor, kernel: torch.Tensor, padding_mode: str) -> torch.Tensor:
     """Separable convolution of (C, h, w) float32 with a 1-D kernel; ``constant`` (zeros) or ``reflect`` border
     (``reflect`` is OpenCV's BORDER_REFLECT_101)."""
@@ -243,31 +217,59 @@ def _separable(image: torch.Tensor, kernel: torch.Tensor, padding_mode: str) -> 
     return F.conv2d(x, ky, groups=c)[0]
 
 
-def process_mask(mask: torch.Tensor, erode_px: int = 0, blur_px: int = 0) -> torch.Tensor:
-    """:func:`realtime_swap.blend.process_mask` in torch: (S, S) float [0, 1] -> (S, S) float32 [0, 1]."""
-    out = mask.float().clamp(0.0, 1.0)
-    if erode_px:
-        out = _erode(out, erode_px)
-    if blur_px > 0:
-        band = blur_px + 1
-        out = out.clone()
+def _gaussian(size: int, sigma: float, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(cv2.getGaussianKernel(size, sigma, cv2.CV_32F).ravel(), device=device)
+
+
+class _TorchOps:
+    """:class:`realtime_swap.blend.CropOps` in torch, on the tensors' device (faces are float32 8-bit levels)."""
+
+    def clip01(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask.float().clamp(0.0, 1.0)
+
+    def erode(self, mask: torch.Tensor, element: np.ndarray, dilate: bool) -> torch.Tensor:
+        r = element.shape[0] // 2
+        padded = F.pad(mask[None, None], (r, r, r, r), value=-1.0 if dilate else 2.0)[0, 0]
+        h, w = mask.shape
+        pick = torch.maximum if dilate else torch.minimum
+        out: torch.Tensor | None = None
+        for dy, dx in zip(*np.nonzero(element), strict=True):
+            shifted = padded[dy : dy + h, dx : dx + w]
+            out = shifted.clone() if out is None else pick(out, shifted)
+        assert out is not None
+        return out
+
+    def clear_border(self, mask: torch.Tensor, band: int) -> torch.Tensor:
+        out = mask.clone()
         out[:band] = 0.0
         out[-band:] = 0.0
         out[:, :band] = 0.0
         out[:, -band:] = 0.0
-        out = _separable(out[None], _gaussian(2 * blur_px + 1, blur_px / 2.0, out.device), "constant")[0]
-        out = torch.where(out < _SNAP, 0.0, torch.where(out > 1.0 - _SNAP, 1.0, out))
-    return out
+        return out
+
+    def gaussian(self, mask: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+        return _separable(mask[None], _gaussian(size, sigma, mask.device), "constant")[0]
+
+    def snap(self, mask: torch.Tensor, step: float) -> torch.Tensor:
+        return torch.where(mask < step, 0.0, torch.where(mask > 1.0 - step, 1.0, mask))
+
+    def unsharp(self, face: torch.Tensor, size: int, sigma: float, amount: float) -> torch.Tensor:
+        blurred = _separable(face.permute(2, 0, 1), _gaussian(size, sigma, face.device), "reflect").permute(1, 2, 0)
+        blurred = blurred.round()  # OpenCV blurs uint8 into uint8
+        return ((1.0 + amount) * face - amount * blurred).round_().clamp_(0.0, 255.0)
+
+
+TORCH_OPS = _TorchOps()
+
+
+def process_mask(mask: torch.Tensor, erode_px: int = 0, blur_px: int = 0) -> torch.Tensor:
+    """:func:`realtime_swap.blend.feather_mask` in torch: (S, S) float [0, 1] -> (S, S) float32 [0, 1]."""
+    return feather_mask(mask, erode_px, blur_px, TORCH_OPS)
 
 
 def sharpen(face: torch.Tensor, amount: float) -> torch.Tensor:
-    """Unsharp mask as the CPU path's: face + amount (face - Gaussian(face, sigma 1 px, 7 taps)), saturated.
-
-    face: (S, S, 3) float32 8-bit levels; returns the same, rounded.
-    """
-    blurred = _separable(face.permute(2, 0, 1), _gaussian(7, 1.0, face.device), "reflect").permute(1, 2, 0)
-    blurred = blurred.round()  # OpenCV blurs uint8 into uint8
-    return ((1.0 + amount) * face - amount * blurred).round_().clamp_(0.0, 255.0)
+    """:func:`realtime_swap.blend.sharpen_face` in torch: (S, S, 3) float32 8-bit levels in, the same out, rounded."""
+    return sharpen_face(face, amount, TORCH_OPS)
 
 
 def composite_region(
