@@ -35,13 +35,11 @@ from torch import nn
 
 from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.infer.session import Backend, create_ort_session
+from realtime_swap.swap.dfm_io import DFM_INPUT, DFM_OUTPUTS, PRODUCER
 from realtime_swap.train.archs import SwapAutoencoder
 from realtime_swap.train.checkpoint import CheckpointState, load_model
 
-DFM_INPUT = "in_face:0"
-DFM_OUTPUTS = ("out_face_mask:0", "out_celeb_face:0", "out_celeb_face_mask:0")
 DEFAULT_OPSET = 17
-PRODUCER = "realtime_swap"
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2
 

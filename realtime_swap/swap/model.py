@@ -1,11 +1,7 @@
 """Swap models: loading, signature checks, metadata, and the ``swap`` call every backend serves.
 
 Two kinds of file, one signature (DeepFaceLive's DFM, see its ``modelhub/DFLive/DFMModel.py`` and DeepFaceLab's
-``export_dfm``):
-
-* input ``in_face:0`` (N,S,S,3) float32 BGR in [0,1]; optional input ``morph_value:0`` (1,) float32;
-* outputs ``out_face_mask:0`` (N,S,S,1), ``out_celeb_face:0`` (N,S,S,3), ``out_celeb_face_mask:0`` (N,S,S,1),
-  float32 in [0,1].
+``export_dfm``): the tensor names and shapes of :mod:`realtime_swap.swap.dfm_io`.
 
 The product's own exports carry ``metadata_props`` (``producer`` = "realtime_swap", ``resolution``,
 ``face_type``, ``architecture``, ``preset``, ``recipe``, ``iterations``). DFM files carry no face type:
@@ -28,19 +24,13 @@ from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.infer.runner import ModelRunner, TensorInfo, is_ort_value, is_torch_tensor
 from realtime_swap.infer.session import Backend
 from realtime_swap.infer.tensorrt_runtime import ENGINE_SUFFIXES
+from realtime_swap.swap.dfm_io import DFM_INPUT, DFM_MORPH, OUT_CELEB_FACE, OUT_CELEB_MASK, OUT_FACE_MASK, PRODUCER
 from realtime_swap.types import FaceType
 
 log = logging.getLogger(__name__)
 
-DFM_INPUT = "in_face:0"
-DFM_MORPH = "morph_value:0"
-OUT_FACE_MASK = "out_face_mask:0"
-OUT_CELEB_FACE = "out_celeb_face:0"
-OUT_CELEB_MASK = "out_celeb_face_mask:0"
 DEFAULT_MORPH = 0.75
 """DeepFaceLive's default morph factor (``DFMModel.convert``): 1 = all target identity."""
-
-PRODUCER = "realtime_swap"
 
 
 class ModelFormat(str, enum.Enum):
