@@ -84,13 +84,6 @@ def draw_text_band(image: np.ndarray, lines: Sequence[str], bottom: bool = False
         cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def draw_overlay(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """A copy of ``image`` with ``lines`` of text in the top-left corner on a dark band."""
-    out = image.copy()
-    draw_text_band(out, lines)
-    return out
-
-
 def draw_faces(image: np.ndarray, faces: Sequence[Face]) -> None:
     """Draw each face's box and id, landmarks (small green dots) and 5 keypoints (red) on ``image``, in place."""
     h, w = image.shape[:2]

@@ -330,11 +330,8 @@ class SwapModel:
     def _swap_device_torch(self, crops: Any, extra: dict[str, np.ndarray]) -> tuple[Any, Any]:
         import torch
 
-        if self.runner.fixed_batch is not None and crops.shape[0] != self.runner.fixed_batch:
-            raise ConfigError(
-                f"model {self.spec.path} takes batches of exactly {self.runner.fixed_batch} on the device path"
-            )
         n, s = int(crops.shape[0]), self.spec.resolution
+        self._check_device_batch(n)
         crops = crops.float().contiguous()
         faces = torch.empty((n, s, s, 3), dtype=torch.float32, device=crops.device)
         masks = torch.empty((n, s, s), dtype=torch.float32, device=crops.device)
@@ -353,10 +350,7 @@ class SwapModel:
         if not self.runner.accepts_ort_values:
             raise ConfigError(f"backend '{self.backend.value}' does not take OrtValues; pass numpy or torch arrays")
         n, s = int(crops.shape()[0]), self.spec.resolution
-        if self.runner.fixed_batch is not None and n != self.runner.fixed_batch:
-            raise ConfigError(
-                f"model {self.spec.path} takes batches of exactly {self.runner.fixed_batch} on the device path"
-            )
+        self._check_device_batch(n)
         faces = ort.OrtValue.ortvalue_from_shape_and_type((n, s, s, 3), np.float32, "cuda", 0)
         masks = ort.OrtValue.ortvalue_from_shape_and_type((n, s, s), np.float32, "cuda", 0)
         self.runner.run_into(
