@@ -101,7 +101,7 @@ def export_metadata(state: CheckpointState, fp16: bool) -> dict[str, str]:
         "train": state.train_config.to_dict(),
         "data": {k: state.extra[k] for k in ("src_faces", "dst_faces") if k in state.extra},
     }
-    return {
+    meta = {
         "producer": PRODUCER,
         "resolution": str(mc.resolution),
         "face_type": mc.face_type.value,
@@ -112,6 +112,9 @@ def export_metadata(state: CheckpointState, fp16: bool) -> dict[str, str]:
         "precision": "fp16" if fp16 else "fp32",
         "io": "dfm",
     }
+    if state.extra.get("dst_faceset"):  # whose face the model was trained to take in (the live engine names it)
+        meta["dst_faceset"] = str(state.extra["dst_faceset"])
+    return meta
 
 
 def module_to_onnx(model: SwapAutoencoder, opset: int = DEFAULT_OPSET) -> bytes:

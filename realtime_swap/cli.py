@@ -30,6 +30,7 @@ log = logging.getLogger("realtime_swap")
 COMMAND_MODULES: tuple[str, ...] = (
     "realtime_swap.train.extract_command",
     "realtime_swap.train.command",
+    "realtime_swap.train.make_model",
     "export.command",
     "realtime_swap.bench.command",
 )
