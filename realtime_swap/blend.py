@@ -91,13 +91,11 @@ class CropOps(Protocol):
     CPU path), torch in :mod:`realtime_swap.gpu.ops` (the GPU path). Masks are (S, S) float32 [0, 1]; faces
     (S, S, 3) 8-bit levels (uint8 here, float32 in torch)."""
 
-    def clip01(self, mask: Any) -> Any: ...
+    def clip01(self, mask: Any) -> Any:
+        """A new float32 array of ``mask`` clipped to [0, 1] (the recipe then writes into it)."""
 
     def erode(self, mask: Any, element: np.ndarray, dilate: bool) -> Any:
         """Morphological erosion (dilation) with a binary structuring element; the border never wins."""
-
-    def clear_border(self, mask: Any, band: int) -> Any:
-        """The mask with ``band`` px along each edge set to 0."""
 
     def gaussian(self, mask: Any, size: int, sigma: float) -> Any:
         """Gaussian blur of a mask, zeros outside."""
@@ -127,7 +125,11 @@ def feather_mask(mask: Any, erode_px: int, blur_px: int, ops: CropOps) -> Any:
     if erode_px:
         out = ops.erode(out, erode_element(erode_px), dilate=erode_px < 0)
     if blur_px > 0:
-        out = ops.clear_border(out, blur_px + 1)
+        band = blur_px + 1  # numpy and torch index alike
+        out[:band] = 0.0
+        out[-band:] = 0.0
+        out[:, :band] = 0.0
+        out[:, -band:] = 0.0
         out = ops.gaussian(out, 2 * blur_px + 1, blur_px / 2.0)
         out = ops.snap(out, MASK_SNAP)
     return out
@@ -146,13 +148,6 @@ class _OpenCvOps:
 
     def erode(self, mask: np.ndarray, element: np.ndarray, dilate: bool) -> np.ndarray:
         return cv2.dilate(mask, element) if dilate else cv2.erode(mask, element)
-
-    def clear_border(self, mask: np.ndarray, band: int) -> np.ndarray:
-        mask[:band] = 0.0
-        mask[-band:] = 0.0
-        mask[:, :band] = 0.0
-        mask[:, -band:] = 0.0
-        return mask
 
     def gaussian(self, mask: np.ndarray, size: int, sigma: float) -> np.ndarray:
         return cv2.GaussianBlur(mask, (size, size), sigma, borderType=cv2.BORDER_CONSTANT)

@@ -239,14 +239,6 @@ class _TorchOps:
         assert out is not None
         return out
 
-    def clear_border(self, mask: torch.Tensor, band: int) -> torch.Tensor:
-        out = mask.clone()
-        out[:band] = 0.0
-        out[-band:] = 0.0
-        out[:, :band] = 0.0
-        out[:, -band:] = 0.0
-        return out
-
     def gaussian(self, mask: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
         return _separable(mask[None], _gaussian(size, sigma, mask.device), "constant")[0]
 
