@@ -7,6 +7,7 @@ but ``realtime_swap`` itself, its console script and the models it finds are the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -42,8 +43,10 @@ def _build_wheel(tmp: Path) -> Path:
         else:
             shutil.copy2(path, src / name)
     dist = tmp / "dist"
+    # offline with this environment's setuptools; without one, pip fetches the build requirements itself
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(dist), str(src)],
         check=True,
         capture_output=True,
         text=True,
