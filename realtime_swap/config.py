@@ -81,15 +81,17 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class FaceSpec:
-    """The face stages. swap: False is the pass-through mode (capture → output); model: a swap model (ONNX or DFM; None:
-    the shipped default); models_dir: a folder searched first for the shipped models (``realtime_swap.model_files``;
-    None: $REALTIME_SWAP_MODELS, the package's data, the checkout); extra_models: more models to switch to while running
-    (model_index 1..); face_type: override what the model says; detector/selection/max_faces/detect_every: how faces are
-    found and followed; color/color_amount: colour transfer; blend, erode_px, blur_px (crop px), opacity, sharpen,
-    keep_mouth: how the face is pasted back; color_smoothing_s: time constant of the colour statistics' smoothing;
-    morph: DFM morph factor (None: the model's); gpu_path: run swap + colour + composite as one torch stage on a device
-    (``GpuPath``); runtime: how the backend runs the swap model (precision, torch.compile, CUDA graphs,
-    CPU threads, TensorRT batch and caches)."""
+    """The face stages. swap: False is the pass-through mode (capture → output); model: a swap model (ONNX
+    or DFM; None: the shipped default); extra_models: more models to switch to while running (model_index 1..);
+    face_type: override what the model says; detector/selection/max_faces/
+    detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
+    blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
+    constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); gpu_path: run
+    swap + colour + composite as one torch stage on a device (``GpuPath``); runtime: how the
+    backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads, TensorRT batch and caches);
+    models_dir: a folder searched first for the shipped models (``realtime_swap.model_files``; None: the rest).
+    Closed sets (detector, selection, color, blend, gpu_path) are their enums; a value is converted and checked
+    here, once."""
 
     swap: bool = True
     model: Path | None = None

@@ -137,7 +137,7 @@ def _median_run(runs: list[RunFigures]) -> RunFigures:
 
 
 def measure(s: BenchSettings, models: ModelResolver, sequential: bool = True) -> dict[str, Any]:
-    """Every figure of one configuration at one resolution (see the module docstring)."""
+    """Every figure of one configuration at one resolution (see the package docstring, realtime_swap.bench)."""
     choice = models.resolve(s)
     session_s, inference = measure_session(choice.path, s)  # logs the backend choice once
     with _repeats_quiet():

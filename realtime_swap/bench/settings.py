@@ -56,7 +56,7 @@ class BenchSettings:
     threads (0: those of ``runtime``)."""
 
     def sequential_runtime(self) -> BackendOptions:
-        """The backend options of the sequential baseline (see the module docstring)."""
+        """The backend options of the sequential baseline (see the package docstring, realtime_swap.bench)."""
         if self.sequential_threads == 0:
             return self.runtime
         return replace(self.runtime, cpu_threads=self.sequential_threads)

@@ -21,8 +21,6 @@ import numba
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_CACHE_DIR = Path("~/.cache/realtime_swap/numba")
-
 
 def _dir_writable(directory: Path) -> bool:
     pycache = directory / "__pycache__"
