@@ -21,7 +21,7 @@ class BuildPyWithModels(build_py):
 
     def run(self) -> None:
         super().run()
-        if self.editable_mode:
+        if getattr(self, "editable_mode", False):
             return
         files = sorted(f for pattern in SHIPPED_PATTERNS for f in SHIPPED_MODELS.glob(pattern))
         if not any(f.suffix == ".onnx" for f in files):

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import av
@@ -32,6 +33,15 @@ CHANGED_LEVEL = 40
 MIN_CHANGED_PX = 1500
 
 
+def _can_build_offline() -> bool:
+    """Whether this environment's setuptools can build the wheel itself (bdist_wheel is built in from 70.1)."""
+    try:
+        version = tuple(int(p) for p in metadata.version("setuptools").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
+    return version >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
 def _build_wheel(tmp: Path) -> Path:
     src = tmp / "src"
     src.mkdir()
@@ -43,8 +53,7 @@ def _build_wheel(tmp: Path) -> Path:
         else:
             shutil.copy2(path, src / name)
     dist = tmp / "dist"
-    # offline with this environment's setuptools; without one, pip fetches the build requirements itself
-    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    isolation = ["--no-build-isolation"] if _can_build_offline() else []  # else pip fetches setuptools itself
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(dist), str(src)],
         check=True,
