@@ -149,8 +149,8 @@ def measure(s: BenchSettings, models: ModelResolver, sequential: bool = True) ->
 
 @contextlib.contextmanager
 def _repeats_quiet() -> Iterator[None]:
-    """Every round rebuilds the engine: its INFO lines (models loaded, backend chosen) would repeat each time
-    and bury the table, so they are held back (``--debug`` keeps them)."""
+    """Every round rebuilds the engine: its info lines (a resize note, a morph note) would repeat each time and
+    bury the table, so they are held back (``--debug`` keeps them)."""
     root = logging.getLogger("realtime_swap")
     level = root.level
     if root.getEffectiveLevel() > logging.DEBUG:
