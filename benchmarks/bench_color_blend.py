@@ -36,7 +36,7 @@ from skimage import data
 from realtime_swap.blend import BlendMode, paste_back_full_frame, paste_back_roi
 from realtime_swap.blend import warmup as warmup_blend
 from realtime_swap.color import ColorMode, ColorStatsSmoother, color_transfer, warmup
-from realtime_swap.color.jit import CACHE_DIR
+from realtime_swap.color.jit import configure_kernel_cache
 
 S = 256
 
@@ -171,7 +171,7 @@ def main() -> None:
     start = time.perf_counter()
     warmup()
     warmup_blend()
-    where = CACHE_DIR or "next to the sources (__pycache__)"
+    where = configure_kernel_cache() or "next to the sources (__pycache__)"
     print(f"kernel warm-up (compile, or load from numba's disk cache {where}): {time.perf_counter() - start:.2f} s")
     print(
         f"numba {numba.__version__} with {numba.get_num_threads()} threads (layer {numba.threading_layer()}); "

@@ -26,8 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.onnx_export import DFM_INPUT, module_to_onnx, to_fp16
+from export.onnx_export import module_to_onnx, to_fp16
 from realtime_swap.infer.session import Backend, create_ort_session
+from realtime_swap.swap.dfm_io import DFM_INPUT
 from realtime_swap.train.archs import build_model, count_parameters
 from realtime_swap.train.config import PRESETS, Arch, Preset, TrainConfig, model_config_for
 from realtime_swap.train.data import AugmentSettings, iteration_rng, make_batch

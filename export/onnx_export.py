@@ -35,13 +35,11 @@ from torch import nn
 
 from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.infer.session import Backend, create_ort_session
+from realtime_swap.swap.dfm_io import DFM_INPUT, DFM_OUTPUTS, PRODUCER
 from realtime_swap.train.archs import SwapAutoencoder
 from realtime_swap.train.checkpoint import CheckpointState, load_model
 
-DFM_INPUT = "in_face:0"
-DFM_OUTPUTS = ("out_face_mask:0", "out_celeb_face:0", "out_celeb_face_mask:0")
 DEFAULT_OPSET = 17
-PRODUCER = "realtime_swap"
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2
 
@@ -103,7 +101,7 @@ def export_metadata(state: CheckpointState, fp16: bool) -> dict[str, str]:
         "train": state.train_config.to_dict(),
         "data": {k: state.extra[k] for k in ("src_faces", "dst_faces") if k in state.extra},
     }
-    return {
+    meta = {
         "producer": PRODUCER,
         "resolution": str(mc.resolution),
         "face_type": mc.face_type.value,
@@ -114,6 +112,9 @@ def export_metadata(state: CheckpointState, fp16: bool) -> dict[str, str]:
         "precision": "fp16" if fp16 else "fp32",
         "io": "dfm",
     }
+    if state.extra.get("dst_faceset"):  # whose face the model was trained to take in (the live engine names it)
+        meta["dst_faceset"] = str(state.extra["dst_faceset"])
+    return meta
 
 
 def module_to_onnx(model: SwapAutoencoder, opset: int = DEFAULT_OPSET) -> bytes:

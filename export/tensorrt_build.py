@@ -28,11 +28,11 @@ from typing import Any
 
 from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.infer.session import default_cache_dir
+from realtime_swap.swap.dfm_io import DFM_INPUT
 
 log = logging.getLogger(__name__)
 
 TRT_MISSING = "TensorRT is not installed (pip install 'realtime_swap[trt]')"
-INPUT_NAME = "in_face:0"
 
 
 def import_tensorrt() -> Any:
@@ -148,10 +148,10 @@ def build_engine(
     timing = config.create_timing_cache(timing_file.read_bytes() if timing_file.is_file() else b"")
     config.set_timing_cache(timing, False)
     shape = tuple(network.get_input(0).shape)[1:]
-    if network.get_input(0).name != INPUT_NAME:
-        raise ModelError(f"{onnx_path}: first input is '{network.get_input(0).name}', expected '{INPUT_NAME}'")
+    if network.get_input(0).name != DFM_INPUT:
+        raise ModelError(f"{onnx_path}: first input is '{network.get_input(0).name}', expected '{DFM_INPUT}'")
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, (1, *shape), (opt_batch, *shape), (max_batch, *shape))
+    profile.set_shape(DFM_INPUT, (1, *shape), (opt_batch, *shape), (max_batch, *shape))
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

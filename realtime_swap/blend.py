@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -80,10 +81,39 @@ def combine_masks(
     return out
 
 
-_SNAP = np.float32(1.0 / 255.0)
+MASK_SNAP = 1.0 / 255.0  # feathered mask values this close to 0 or 1 become 0 or 1
+SHARPEN_SIGMA_PX = 1.0  # the unsharp mask's Gaussian, crop px
+SHARPEN_TAPS = 7  # the kernel OpenCV derives for that sigma on uint8 images (2 * round(3 sigma) + 1)
 
 
-def process_mask(mask: np.ndarray, erode_px: int = 0, blur_px: int = 0) -> np.ndarray:
+class CropOps(Protocol):
+    """The primitives the mask and sharpen recipes below need, for one array type: OpenCV on numpy here (the
+    CPU path), torch in :mod:`realtime_swap.gpu.ops` (the GPU path). Masks are (S, S) float32 [0, 1]; faces
+    (S, S, 3) 8-bit levels (uint8 here, float32 in torch)."""
+
+    def clip01(self, mask: Any) -> Any:
+        """A new float32 array of ``mask`` clipped to [0, 1] (the recipe then writes into it)."""
+
+    def erode(self, mask: Any, element: np.ndarray, dilate: bool) -> Any:
+        """Morphological erosion (dilation) with a binary structuring element; the border never wins."""
+
+    def gaussian(self, mask: Any, size: int, sigma: float) -> Any:
+        """Gaussian blur of a mask, zeros outside."""
+
+    def snap(self, mask: Any, step: float) -> Any:
+        """Values below ``step`` to 0, above 1 - ``step`` to 1."""
+
+    def unsharp(self, face: Any, size: int, sigma: float, amount: float) -> Any:
+        """``face + amount * (face - Gaussian(face))``, reflected border, rounded and saturated to 8 bits."""
+
+
+def erode_element(erode_px: int) -> np.ndarray:
+    """The elliptic (2|e| + 1)² structuring element of ``erode_px`` (uint8 0/1)."""
+    size = 2 * abs(erode_px) + 1
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+
+
+def feather_mask(mask: Any, erode_px: int, blur_px: int, ops: CropOps) -> Any:
     """Erode (dilate when negative) then feather a (S, S) mask in crop space; (S, S) float32 in [0, 1].
 
     With ``blur_px > 0`` a band of ``blur_px + 1`` px along the crop's border is cleared before the Gaussian
@@ -91,22 +121,53 @@ def process_mask(mask: np.ndarray, erode_px: int = 0, blur_px: int = 0) -> np.nd
     face's region has no visible border. Values within 1/255 of 0 or 1 are snapped to it (a step below one
     8-bit level) so that the feather's tails neither touch pixels outside the face nor leave the inside mixed.
     """
-    out = np.clip(mask, 0.0, 1.0).astype(np.float32)
+    out = ops.clip01(mask)
     if erode_px:
-        size = 2 * abs(erode_px) + 1
-        shape = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-        out = cv2.erode(out, shape) if erode_px > 0 else cv2.dilate(out, shape)
+        out = ops.erode(out, erode_element(erode_px), dilate=erode_px < 0)
     if blur_px > 0:
-        band = blur_px + 1
+        band = blur_px + 1  # numpy and torch index alike
         out[:band] = 0.0
         out[-band:] = 0.0
         out[:, :band] = 0.0
         out[:, -band:] = 0.0
-        size = 2 * blur_px + 1
-        out = cv2.GaussianBlur(out, (size, size), blur_px / 2.0, borderType=cv2.BORDER_CONSTANT)
-        out[out < _SNAP] = 0.0
-        out[out > 1.0 - _SNAP] = 1.0
+        out = ops.gaussian(out, 2 * blur_px + 1, blur_px / 2.0)
+        out = ops.snap(out, MASK_SNAP)
     return out
+
+
+def sharpen_face(face: Any, amount: float, ops: CropOps) -> Any:
+    """Unsharp mask in crop space: face + amount * (face - Gaussian(face, sigma 1 px)), saturated to 8 bits."""
+    return ops.unsharp(face, SHARPEN_TAPS, SHARPEN_SIGMA_PX, amount)
+
+
+class _OpenCvOps:
+    """:class:`CropOps` with OpenCV on numpy arrays."""
+
+    def clip01(self, mask: np.ndarray) -> np.ndarray:
+        return np.clip(mask, 0.0, 1.0).astype(np.float32)
+
+    def erode(self, mask: np.ndarray, element: np.ndarray, dilate: bool) -> np.ndarray:
+        return cv2.dilate(mask, element) if dilate else cv2.erode(mask, element)
+
+    def gaussian(self, mask: np.ndarray, size: int, sigma: float) -> np.ndarray:
+        return cv2.GaussianBlur(mask, (size, size), sigma, borderType=cv2.BORDER_CONSTANT)
+
+    def snap(self, mask: np.ndarray, step: float) -> np.ndarray:
+        mask[mask < np.float32(step)] = 0.0
+        mask[mask > 1.0 - np.float32(step)] = 1.0
+        return mask
+
+    def unsharp(self, face: np.ndarray, size: int, sigma: float, amount: float) -> np.ndarray:
+        blurred = cv2.GaussianBlur(face, (size, size), sigma)
+        return cv2.addWeighted(face, 1.0 + amount, blurred, -amount, 0.0)
+
+
+OPENCV_OPS = _OpenCvOps()
+
+
+def process_mask(mask: np.ndarray, erode_px: int = 0, blur_px: int = 0) -> np.ndarray:
+    """:func:`feather_mask` of a (S, S) float [0, 1] numpy mask with OpenCV; (S, S) float32 in [0, 1]."""
+    return feather_mask(mask, erode_px, blur_px, OPENCV_OPS)
 
 
 def face_region(mask: np.ndarray, matrix: np.ndarray, frame_shape: tuple[int, ...]) -> Region | None:
@@ -164,12 +225,6 @@ def _to_u8(crop: np.ndarray) -> np.ndarray:
     return (np.clip(crop, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _sharpen(face: np.ndarray, amount: float) -> np.ndarray:
-    """Unsharp mask in crop space: face + amount * (face - Gaussian(face, sigma 1 px)), saturated to uint8."""
-    blurred = cv2.GaussianBlur(face, (0, 0), 1.0)
-    return cv2.addWeighted(face, 1.0 + amount, blurred, -amount, 0.0)
-
-
 def _check(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, matrix: np.ndarray, opacity: float) -> None:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or not frame.flags.c_contiguous:
         raise ValueError(f"paste back: frame must be C-contiguous (H, W, 3) uint8 BGR, got {frame.shape} {frame.dtype}")
@@ -196,7 +251,7 @@ def _prepare(
     """The crop-space work: the uint8 face (sharpened, seamless-cloned) and the feathered mask."""
     face = _to_u8(crop)
     if sharpen > 0.0:
-        face = _sharpen(face, sharpen)
+        face = sharpen_face(face, sharpen, OPENCV_OPS)
     alpha = process_mask(mask, erode_px, blur_px)
     if mode is BlendMode.SEAMLESS:
         face = _seamless(face, alpha, frame, matrix)

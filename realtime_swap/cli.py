@@ -31,11 +31,11 @@ log = logging.getLogger("realtime_swap")
 COMMAND_MODULES: tuple[str, ...] = (
     "realtime_swap.train.extract_command",
     "realtime_swap.train.command",
+    "realtime_swap.train.make_model",
     "export.command",
-    "realtime_swap.bench",
+    "realtime_swap.bench.command",
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
-GPU_PATH_CHOICES = ("off", "auto", "cuda", "cpu")
 
 
 def positive_int(text: str) -> int:
@@ -107,6 +107,7 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     """The swap model's execution engine (``--backend`` and its options), shared by ``live`` and ``bench``."""
+    from realtime_swap.gpu import GpuPath
     from realtime_swap.infer.runner import Precision
     from realtime_swap.infer.session import Backend
 
@@ -126,8 +127,8 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--gpu-path",
-        choices=GPU_PATH_CHOICES,
-        default="off",
+        choices=[m.value for m in GpuPath],
+        default=GpuPath.OFF.value,
         help="run swap + colour + composite as one torch stage on this device, the frame uploaded once and "
         "downloaded once (auto/cuda: CUDA, needs a backend on CUDA; cpu: the same code on the host); default off",
     )
@@ -175,7 +176,7 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     from realtime_swap.color import ColorMode
     from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.tracker import FaceSelection
-    from realtime_swap.sinks.network import StreamEncoder
+    from realtime_swap.sinks.stream_url import StreamEncoder
     from realtime_swap.types import FaceType
 
     add_source_arguments(p)
@@ -187,6 +188,13 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         help="swap model (.onnx or DeepFaceLive .dfm; default: the shipped one); repeat to load several and switch "
         "between them with Tab / 1-9 in the window",
+    )
+    f.add_argument(
+        "--models-dir",
+        type=Path,
+        metavar="DIR",
+        help="folder searched first for the shipped models (mediapipe/, demo_swap/); then $REALTIME_SWAP_MODELS, "
+        "the installed package's data, the checkout's trained_models/",
     )
     f.add_argument("--face-type", choices=[t.value for t in FaceType], help="override the model's face type")
     f.add_argument("--morph", type=float, help="DFM morph factor in [0, 1] (models with morph_value:0)")
@@ -307,9 +315,14 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> EngineConfig:
+    from realtime_swap.blend import BlendMode
+    from realtime_swap.color import ColorMode
     from realtime_swap.config import FaceSpec, OutputSpec
+    from realtime_swap.detect.blazeface import BlazeFaceModel
+    from realtime_swap.detect.tracker import FaceSelection
+    from realtime_swap.gpu import GpuPath
     from realtime_swap.infer.session import Backend
-    from realtime_swap.sinks.network import StreamEncoder
+    from realtime_swap.sinks.stream_url import StreamEncoder
     from realtime_swap.sources import SourceSpec
     from realtime_swap.types import FaceType
 
@@ -330,23 +343,24 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             swap=not args.no_swap,
             model=args.model[0] if args.model else None,
             extra_models=tuple(args.model[1:]) if args.model else (),
+            models_dir=args.models_dir,
             backend=Backend(args.backend),
             face_type=FaceType(args.face_type) if args.face_type else None,
-            detector=args.detector,
-            selection=args.select,
+            detector=BlazeFaceModel(args.detector),
+            selection=FaceSelection(args.select),
             max_faces=args.max_faces,
             detect_every=args.detect_every,
-            color=args.color,
+            color=ColorMode(args.color),
             color_amount=args.color_amount,
             color_smoothing_s=args.color_smoothing,
-            blend=args.blend,
+            blend=BlendMode(args.blend),
             erode_px=args.erode,
             blur_px=args.blur,
             opacity=args.opacity,
             sharpen=args.sharpen,
             keep_mouth=args.keep_mouth,
             morph=args.morph,
-            gpu_path=args.gpu_path,
+            gpu_path=GpuPath(args.gpu_path),
             runtime=backend_options_from_args(args),
         ),
         outputs=OutputSpec(
@@ -433,6 +447,9 @@ def run_live(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print(report.table(), file=sys.stderr)
     if args.metrics_json:
+        from realtime_swap.swap.stage import swap_model_details
+
+        report.extra["swap_models"] = swap_model_details(pipeline.stages)
         report.write_json(args.metrics_json)
     return {"interrupt": EXIT_INTERRUPT, "sigterm": EXIT_SIGTERM}.get(report.stopped_by, EXIT_OK)
 

@@ -12,6 +12,7 @@ from realtime_swap.blend import BlendMode, check_blend_options, combine_masks, p
 from realtime_swap.blend import warmup as warmup_blend
 from realtime_swap.color import ColorMode, ColorStatsSmoother
 from realtime_swap.color import warmup as warmup_color
+from realtime_swap.color.jit import use_kernel_threads
 from realtime_swap.errors import ConfigError
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.types import Face, Frame, StreamInfo
@@ -20,7 +21,7 @@ from realtime_swap.types import Face, Frame, StreamInfo
 class ComposeStage(Stage):
     """Colour transfer + paste-back for every face that has an aligned crop and a swap result.
 
-    Per face: the colour mode comes from ``controls.color_mode`` (a :class:`ColorMode` value) and moves
+    Per face: the colour mode comes from ``controls.color_mode`` (a :class:`ColorMode`) and moves
     ``face.swapped.face`` towards ``face.aligned.image`` over the blend mask, with the transfer's statistics
     smoothed over time per ``face.id`` (:class:`ColorStatsSmoother`, on ``frame.pts``); the blend mask is
     ``face.swapped.mask × face.aligned.mask`` (the latter when present), times ``1 − aligned.mouth_mask`` when
@@ -87,8 +88,8 @@ class ComposeStage(Stage):
         if not faces:
             self.smoother.forget_stale(frame.pts)
             return frame
-        mode = _color_mode(controls.color_mode)
-        numba.set_num_threads(self.kernel_threads)  # per calling thread: this stage's worker
+        mode = controls.color_mode
+        use_kernel_threads(self.kernel_threads)  # numba's setting is per thread: this stage's worker
         image = frame.image.copy()
         for face in faces:
             self._paste(image, face, mode, frame.pts)
@@ -119,11 +120,3 @@ class ComposeStage(Stage):
             mode=self.mode,
             sharpen=self.sharpen,
         )
-
-
-def _color_mode(value: str) -> ColorMode:
-    try:
-        return ColorMode(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in ColorMode)
-        raise ConfigError(f"blend: unknown colour mode '{value}'; expected one of {choices}") from None

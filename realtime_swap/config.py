@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from realtime_swap.blend import BlendMode
+from realtime_swap.color.modes import ColorMode
+from realtime_swap.detect.blazeface import BlazeFaceModel
+from realtime_swap.detect.tracker import FaceSelection
 from realtime_swap.errors import ConfigError, SinkError
+from realtime_swap.gpu import GpuPath
 from realtime_swap.handoff import DropPolicy
 from realtime_swap.infer.session import Backend
-from realtime_swap.sinks.network import StreamEncoder, parse_stream_url
+from realtime_swap.sinks.stream_url import StreamEncoder, parse_stream_url
 from realtime_swap.sources import SourceSpec
 from realtime_swap.swap.backends import BackendOptions
 from realtime_swap.types import FaceType
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def closed_choice(kind: type[E], value: object, option: str) -> E:
+    """``value`` as a member of the closed set ``kind`` (a member, or its value); ConfigError naming ``option``
+    and the choices otherwise."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(str(m.value) for m in kind)
+        raise ConfigError(f"{option} must be one of {choices}, got '{value}'") from None
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,9 @@ class OutputSpec:
     screenshot_dir: Path = Path("screenshots")
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "stream_encoder", closed_choice(StreamEncoder, self.stream_encoder, "--stream-encoder")
+        )
         if not 0 <= self.record_crf <= 51:
             raise ConfigError(f"--record-crf must be in 0..51, got {self.record_crf}")
         if self.vcam_fps is not None and self.vcam_fps <= 0:
@@ -66,21 +88,25 @@ class FaceSpec:
     detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
     blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
     constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); gpu_path: run
-    swap + colour + composite as one torch stage on a device ("off", "auto", "cuda", "cpu"); runtime: how the
-    backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads, TensorRT batch and caches)."""
+    swap + colour + composite as one torch stage on a device (``GpuPath``); runtime: how the
+    backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads, TensorRT batch and caches);
+    models_dir: a folder searched first for the shipped models (``realtime_swap.model_files``; None: the rest).
+    Closed sets (detector, selection, color, blend, gpu_path) are their enums; a value is converted and checked
+    here, once."""
 
     swap: bool = True
     model: Path | None = None
     extra_models: tuple[Path, ...] = ()
+    models_dir: Path | None = None
     backend: Backend = Backend.AUTO
     face_type: FaceType | None = None
-    detector: str = "short"
-    selection: str = "largest"
+    detector: BlazeFaceModel = BlazeFaceModel.SHORT_RANGE
+    selection: FaceSelection = FaceSelection.LARGEST
     max_faces: int = 1
     detect_every: int = 5
-    color: str = "rct"
+    color: ColorMode = ColorMode.RCT
     color_amount: float = 1.0
-    blend: str = "alpha"
+    blend: BlendMode = BlendMode.ALPHA
     erode_px: int = 0
     blur_px: int = 8
     opacity: float = 1.0
@@ -88,10 +114,18 @@ class FaceSpec:
     keep_mouth: bool = False
     color_smoothing_s: float = 0.25
     morph: float | None = None
-    gpu_path: str = "off"
+    gpu_path: GpuPath = GpuPath.OFF
     runtime: BackendOptions = field(default_factory=BackendOptions)
 
     def __post_init__(self) -> None:
+        for name, kind, option in (
+            ("detector", BlazeFaceModel, "--detector"),
+            ("selection", FaceSelection, "--select"),
+            ("color", ColorMode, "--color"),
+            ("blend", BlendMode, "--blend"),
+            ("gpu_path", GpuPath, "--gpu-path"),
+        ):
+            object.__setattr__(self, name, closed_choice(kind, getattr(self, name), option))
         if self.max_faces < 1:
             raise ConfigError(f"--max-faces must be >= 1, got {self.max_faces}")
         if self.detect_every < 1:

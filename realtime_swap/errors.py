@@ -32,10 +32,6 @@ class ModelError(RealtimeSwapError):
     """A model file that is missing, unreadable or of the wrong shape/names/layout."""
 
 
-class StageUnavailableError(RealtimeSwapError):
-    """A pipeline stage that the requested configuration needs but that this build does not have."""
-
-
 class StageError(RealtimeSwapError):
     """An exception raised inside a pipeline worker, re-raised in the caller with the stage's name."""
 

@@ -93,7 +93,7 @@ class MetricsReport:
 
     stages: name -> percentiles of ms per frame; latency_ms: capture-to-output percentiles; fps: frames output
     per second of wall time between the first and last output; queue_max_depth: the deepest each hand-off got.
-    frames_dropped: frames replaced before a stage took them (newest wins; ``dropped_at`` says where);
+    frames_dropped: frames replaced before a stage took them (newest wins; ``dropped_at``: after which worker);
     frames_corrupt: packets/frames the source could not decode and skipped; frames_held: repeats of the last
     good frame output while the source was down (not counted as processed); frames_unswapped: frames that
     reached the outputs as captured because a stage had failed.
@@ -125,7 +125,7 @@ class MetricsReport:
         """A human-readable multi-line summary."""
         dropped = f"{self.frames_dropped} dropped"
         if self.dropped_at:
-            dropped += " (" + ", ".join(f"before {k} {v}" for k, v in self.dropped_at.items()) + ")"
+            dropped += " (" + ", ".join(f"after {k} {v}" for k, v in self.dropped_at.items()) + ")"
         lines = [
             f"frames: {self.frames_captured} captured, {self.frames_processed} output, "
             f"{dropped}; {self.fps:.1f} fps over {self.duration_s:.1f} s",
@@ -213,7 +213,7 @@ class Metrics:
             self.captured += 1
 
     def dropped_frame(self, where: str = "capture", count: int = 1) -> None:
-        """``count`` frames were replaced before the stage after ``where`` took them."""
+        """``count`` frames were replaced in the hand-off after ``where`` before the next worker took them."""
         now = time.perf_counter()
         with self._lock:
             self.dropped += count

@@ -57,7 +57,7 @@ class _Aborted(Exception):
 class _Hop:
     """The hand-off into one worker: a newest-wins slot (live) or a bounded FIFO (files), with its metrics.
 
-    name: the worker that takes from it (metrics: drops and depth are "before NAME").
+    name: the worker that feeds it (metrics: drops and depth are those "after NAME", e.g. after capture).
     """
 
     def __init__(self, name: str, latest: bool, size: int, abort: threading.Event, metrics: Metrics) -> None:
@@ -332,8 +332,8 @@ class Pipeline:
         return report
 
     def _hops(self) -> list[_Hop]:
-        """The hand-offs into each stage and into the output worker, per the drop policy."""
-        names = [stage.name for stage in self.stages] + ["output"]
+        """The hand-offs after capture and after each stage (into the output worker last), per the drop policy."""
+        names = ["capture"] + [stage.name for stage in self.stages]
         policy = self.drop_policy
         return [
             _Hop(
@@ -425,10 +425,12 @@ HEADLESS_RECORDING = "realtime_swap_preview.mp4"
 HEADLESS_DEMO_SECONDS = 10.0
 
 
-def default_model_path() -> Path | None:
-    """The shipped swap model used when ``--model`` is not given, or None when this checkout has none."""
-    path = Path(__file__).resolve().parents[1] / "trained_models" / "demo_swap" / "demo_swap.onnx"
-    return path if path.is_file() else None
+def default_model_path(models_dir: Path | None = None) -> Path | None:
+    """The shipped swap model used when ``--model`` is not given (looked up as ``realtime_swap.model_files``
+    says), or None when no models folder has one."""
+    from realtime_swap.model_files import DEMO_SWAP_MODEL, find_model_file
+
+    return find_model_file(DEMO_SWAP_MODEL, models_dir)
 
 
 def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> list[Stage]:
@@ -439,29 +441,31 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     """
     if not cfg.faces.swap:
         return []
-    from realtime_swap.blend import BlendMode
     from realtime_swap.compose import ComposeStage
-    from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.stage import DetectStage
-    from realtime_swap.detect.tracker import FaceSelection, TrackerOptions
+    from realtime_swap.detect.tracker import TrackerOptions
+    from realtime_swap.gpu import GpuPath
+    from realtime_swap.model_files import MEDIAPIPE, find_model_file
+    from realtime_swap.swap.backends import backend_summary
     from realtime_swap.swap.model import SwapModel
     from realtime_swap.swap.stage import SwapStage
     from realtime_swap.types import FaceType
 
     f = cfg.faces
     tracking = TrackerOptions(
-        detector=BlazeFaceModel(f.detector),
+        detector=f.detector,
         detect_every=f.detect_every,
         max_faces=f.max_faces,
-        selection=FaceSelection(f.selection),
+        selection=f.selection,
         backend=f.backend,
+        model_dir=find_model_file(MEDIAPIPE, f.models_dir),
     )
-    path = f.model or default_model_path()
+    path = f.model or default_model_path(f.models_dir)
     if path is None and f.extra_models:
         raise ConfigError("more swap models given but no first one (--model)")
     if path is None:
         notices.append(
-            "no swap model: none is shipped in this checkout and --model was not given; "
+            "no swap model: none found in the models folders and --model was not given; "
             "detecting and aligning faces only (landmarks shown)"
         )
         controls.show_landmarks = True
@@ -474,7 +478,10 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         for model in models:
             model.close()
         raise
-    notices.extend(f"backend: {note}" for note in models[0].notes)
+    for note in models[0].notes:
+        log.debug("swap backend passed over: %s", note)
+    if (summary := backend_summary(models[0].backend, models[0].notes)) is not None:
+        notices.append(summary)
     controls.model_names = tuple(m.spec.path.stem for m in models)
     if len(models) > 1:
         notices.append(
@@ -487,15 +494,15 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             erode_px=f.erode_px,
             blur_px=f.blur_px,
             opacity=f.opacity,
-            mode=BlendMode(f.blend),
+            mode=f.blend,
             sharpen=f.sharpen,
             color_amount=f.color_amount,
             color_time_constant_s=f.color_smoothing_s,
             keep_mouth=f.keep_mouth,
         ),
     ]
-    if f.gpu_path != "off":
-        from realtime_swap.gpu import gpu_resident_stages
+    if f.gpu_path is not GpuPath.OFF:
+        from realtime_swap.gpu.stage import gpu_resident_stages
 
         stages = gpu_resident_stages(stages, f.gpu_path)
     return stages
@@ -530,7 +537,7 @@ def _sinks(
     if preview:
         from realtime_swap.color import ColorMode
 
-        sinks.append(WindowSink(controls, color_modes=[m.value for m in ColorMode], screenshot_dir=out.screenshot_dir))
+        sinks.append(WindowSink(controls, color_modes=list(ColorMode), screenshot_dir=out.screenshot_dir))
     if out.vcam is not None:
         device = None if out.vcam == "auto" else out.vcam
         sinks.append(VirtualCameraSink(device=device, fps=out.vcam_fps, backend=out.vcam_backend))
@@ -570,6 +577,7 @@ def close_stages(stages: Sequence[Stage]) -> None:
 def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
     """Open the source, build the stages and sinks ``cfg`` asks for; return the pipeline and notices for the
     user (stages missing from this build, fallbacks taken). Raises the product's errors on bad input."""
+    from realtime_swap.color.jit import configure_kernel_cache
     from realtime_swap.sinks.delay import DelaySink
     from realtime_swap.sinks.video_file import VideoFileSink
     from realtime_swap.sources import open_source
@@ -577,6 +585,8 @@ def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
     notices: list[str] = []
     controls = Controls(color_mode=cfg.faces.color)
     stages = _face_stages(cfg, controls, notices)
+    if stages:
+        configure_kernel_cache()
     try:
         source = open_source(cfg.source)
     except BaseException:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from realtime_swap.color.modes import ColorMode
+from realtime_swap.errors import ConfigError
 from realtime_swap.types import Frame, StreamInfo
 
 
@@ -16,16 +18,24 @@ from realtime_swap.types import Frame, StreamInfo
 class Controls:
     """Settings the user toggles while the engine runs (window keys); read by stages on every frame.
 
-    Single attribute writes are atomic in CPython, so stages read these without a lock.
+    Single attribute writes are atomic in CPython, so stages read these without a lock. ``color_mode`` is
+    validated here, once: a string is taken as its :class:`ColorMode` value.
     """
 
     swap_enabled: bool = True
-    color_mode: str = "rct"
+    color_mode: ColorMode = ColorMode.RCT
     show_landmarks: bool = False
     show_mask: bool = False
     show_stats: bool = True
     model_index: int = 0  # which of the loaded swap models/faces is used (the window's Tab and 1-9 keys)
     model_names: tuple[str, ...] = ()  # the loaded swap models, in model_index order (set when they load)
+
+    def __post_init__(self) -> None:
+        try:
+            self.color_mode = ColorMode(self.color_mode)
+        except ValueError:
+            choices = ", ".join(m.value for m in ColorMode)
+            raise ConfigError(f"unknown colour mode '{self.color_mode}'; expected one of {choices}") from None
 
 
 class Stage(abc.ABC):

@@ -38,7 +38,7 @@ def dfm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @cpu_only
 def test_auto_picks_ort_cpu_and_says_why(dfm_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="realtime_swap.swap.backends"):
+    with caplog.at_level(logging.DEBUG, logger="realtime_swap.swap.backends"):
         model = SwapModel.load(dfm_path)
     assert model.backend is Backend.ORT_CPU
     notes = dict(note.split(": ", 1) for note in model.notes)

@@ -22,8 +22,10 @@ def test_default_run_headless_records_instead_of_crashing(tmp_path: Path) -> Non
     assert "no preview window" in result.stderr
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["frames_captured"] == 20
-    with av.open(str(tmp_path / "realtime_swap_preview.mp4")) as container:  # a live source may drop frames
-        assert sum(1 for _ in container.decode(video=0)) == metrics["frames_processed"] > 10
+    # a live source drops frames when the engine is behind (newest wins at every hand-off): how many depends on
+    # the machine's load, so only a sane minimum here; every frame output must be in the recording
+    with av.open(str(tmp_path / "realtime_swap_preview.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == metrics["frames_processed"] >= 5
     for key in ("fps", "frames_captured", "frames_processed", "frames_dropped", "latency_ms", "stages"):
         assert key in metrics
     assert set(metrics["latency_ms"]) >= {"p50", "p95", "p99"}
@@ -140,3 +142,17 @@ def test_inference_options_that_do_not_fit_are_one_error_line(options: list[str]
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and needle in last and "Traceback" not in result.stderr
+
+
+def test_passed_over_backends_are_one_line_by_default_and_detailed_under_debug(tmp_path: Path) -> None:
+    quiet = run_cli("--frames", "3", "--null", "--metrics-json", str(tmp_path / "m.json"))
+    assert quiet.returncode == 0, quiet.stderr
+    (swap,) = json.loads((tmp_path / "m.json").read_text())["extra"]["swap_models"]
+    assert swap["model"] == "demo_swap.onnx" and swap["backend"]
+    assert sum("swap model on" in line for line in quiet.stderr.splitlines()) == (1 if swap["passed_over"] else 0)
+    assert "note: backend:" not in quiet.stderr and "INFO" not in quiet.stderr
+    debug = run_cli("--debug", "--frames", "3", "--null")
+    assert debug.returncode == 0, debug.stderr
+    for backend, reason in swap["passed_over"].items():
+        assert reason not in quiet.stderr
+        assert f"{backend}: {reason}" in debug.stderr

@@ -164,6 +164,21 @@ def test_lab_kernels_match_reference_and_opencv() -> None:
     assert np.abs(kernel_back - bgr[:500]).max() < 1e-4
 
 
+def test_lab_definition_matches_skimage_and_its_torch_twin() -> None:
+    import torch
+    from skimage.color import rgb2lab
+
+    rng = np.random.default_rng(4)
+    bgr = rng.random((5000, 3))
+    reference = lab.bgr_to_lab(bgr)
+    # scikit-image's sRGB matrix is the same; its D65 white differs in the 5th digit
+    assert np.abs(rgb2lab(bgr[:, ::-1]) - reference).max() < 0.02
+    twin = lab.bgr_to_lab_torch(torch.from_numpy(bgr))
+    assert twin.dtype == torch.float32 and np.abs(twin.numpy() - reference).max() < 1e-3
+    back = lab.lab_to_bgr_torch(torch.from_numpy(reference)).numpy()
+    assert np.abs(back - bgr).max() < 1e-5
+
+
 # --- what each mode promises ------------------------------------------------------------------------------------
 
 
@@ -324,3 +339,35 @@ def test_cache_dir_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert color_jit.choose_cache_dir({}, tmp_path, home) is None  # writable package: numba's default
     monkeypatch.setattr(color_jit.os, "access", lambda path, mode: False)  # a read-only install
     assert color_jit.choose_cache_dir({}, tmp_path, home) == home / ".cache" / "realtime_swap" / "numba"
+
+
+def test_kernel_cache_is_pointed_at_engine_start_without_touching_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import numba
+
+    for dispatcher in color_jit._KERNELS:  # restored afterwards: later tests keep the usual cache
+        monkeypatch.setattr(dispatcher, "_cache", dispatcher._cache)
+    monkeypatch.setattr(color_jit, "_cache_dir", None)
+    monkeypatch.setattr(color_jit.os, "access", lambda path, mode: False)  # a read-only install
+    environ_before, config_before = dict(os.environ), numba.config.CACHE_DIR
+    home = tmp_path / "home"
+    chosen = color_jit.configure_kernel_cache({}, tmp_path, home)
+    assert chosen == home / ".cache" / "realtime_swap" / "numba" and chosen.is_dir()
+    assert color_jit._KERNELS and all(Path(d._cache._cache_path).is_relative_to(chosen) for d in color_jit._KERNELS)
+    assert dict(os.environ) == environ_before and config_before == numba.config.CACHE_DIR
+
+
+def test_importing_the_kernels_sets_no_environment_variable() -> None:
+    # cv2 is imported first: its own loader edits LD_LIBRARY_PATH, which is not this package's doing
+    import subprocess
+    import sys
+
+    probe = (
+        "import os, cv2; before = dict(os.environ); import realtime_swap.compose, realtime_swap.sinks.window; "
+        "print(sorted(set(os.environ.items()) ^ set(before.items())))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -16,9 +16,10 @@ import torch
 
 from export import command
 from export.formats import EXPORT_FORMATS, ExportFormat, format_table
-from export.onnx_export import DFM_INPUT, DFM_OUTPUTS, check_parity, export_onnx, read_metadata
+from export.onnx_export import check_parity, export_onnx, read_metadata
 from export.tensorrt_build import TRT_MISSING, build_engine, engine_cache_key
 from realtime_swap.errors import ConfigError, ModelError
+from realtime_swap.swap.dfm_io import DFM_INPUT, DFM_OUTPUTS
 from realtime_swap.train.checkpoint import load_model
 from realtime_swap.train.config import Arch, Preset, TrainConfig, model_config_for
 from realtime_swap.train.faceset import Faceset

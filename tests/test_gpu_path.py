@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from realtime_swap.blend import BlendMode, _sharpen, process_mask
+from realtime_swap.blend import OPENCV_OPS, BlendMode, process_mask, sharpen_face
 from realtime_swap.color import ColorMode, color_transfer, measure_color_stats
 from realtime_swap.compose import ComposeStage
 from realtime_swap.detect.stage import DetectStage
@@ -108,7 +108,7 @@ def test_process_mask_matches_the_host(erode: int, blur: int) -> None:
 def test_sharpen_matches_the_host_within_a_level() -> None:
     face = np.random.default_rng(4).integers(0, 256, (40, 40, 3)).astype(np.uint8)
     got = ops.sharpen(torch.from_numpy(face.astype(np.float32)), 0.5).numpy()
-    assert np.abs(got - _sharpen(face, 0.5)).max() <= 1.0
+    assert np.abs(got - sharpen_face(face, 0.5, OPENCV_OPS)).max() <= 1.0
 
 
 def _cpu_path(model: SwapModel, frames: list[Frame], compose: ComposeStage) -> list[np.ndarray]:

@@ -21,17 +21,9 @@ from conftest import BLOCK, decode_index, encode_index, free_port
 from realtime_swap.errors import SinkError
 from realtime_swap.metrics import MetricsReport
 from realtime_swap.pipeline import Pipeline
-from realtime_swap.sinks.network import (
-    NetworkStreamSink,
-    StreamEncoder,
-    StreamProtocol,
-    encoder_works,
-    parse_stream_url,
-    pick_stream_encoder,
-    protocol_available,
-    redact,
-)
+from realtime_swap.sinks.network import NetworkStreamSink, encoder_works, pick_stream_encoder, protocol_available
 from realtime_swap.sinks.null import NullSink
+from realtime_swap.sinks.stream_url import StreamEncoder, StreamProtocol, parse_stream_url, redact
 from realtime_swap.sources.demo import DemoSource
 from realtime_swap.types import Frame, StreamInfo
 

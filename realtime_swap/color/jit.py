@@ -1,16 +1,18 @@
-"""The numba decorator every colour kernel uses, and where numba's on-disk cache goes.
+"""The numba decorator every colour and blend kernel uses, where numba's on-disk cache goes, and how many
+threads a parallel kernel may use.
 
 Kernels are compiled with ``cache=True`` so that the compile cost (seconds per kernel) is paid once per machine,
 not once per engine start. numba writes its cache next to the source file when that directory is writable and
-otherwise under its own user cache; this module makes the fallback explicit: ``NUMBA_CACHE_DIR`` wins when set,
-else, if the package directory is read-only (a system install), ``~/.cache/realtime_swap/numba`` is used.
-The choice is made before the first kernel in this package is decorated (numba resolves a kernel's cache
-location when the decorator runs).
+otherwise under its own user cache. :func:`configure_kernel_cache`, called once at engine start (by
+``pipeline.build_pipeline``, before any kernel compiles), makes the fallback explicit: ``NUMBA_CACHE_DIR`` wins
+when set, else, if the package directory is read-only (a system install), ``~/.cache/realtime_swap/numba`` is
+used. Importing this module changes nothing: no environment variable, no numba setting.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -18,8 +20,6 @@ from typing import Any, TypeVar, cast
 import numba
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_CACHE_DIR = Path("~/.cache/realtime_swap/numba")
 
 
 def _dir_writable(directory: Path) -> bool:
@@ -43,18 +43,54 @@ def choose_cache_dir(environ: Mapping[str, str], package_dir: Path, home: Path) 
     return home / ".cache" / "realtime_swap" / "numba"
 
 
-def _configure_cache() -> Path | None:
-    chosen = choose_cache_dir(os.environ, Path(__file__).resolve().parent, Path.home())
-    if chosen is not None and not os.environ.get("NUMBA_CACHE_DIR"):
-        chosen.mkdir(parents=True, exist_ok=True)
-        # Through the environment, not numba.config alone: numba re-reads NUMBA_* variables before compiling
-        # and would reset a value set only on its config module.
-        os.environ["NUMBA_CACHE_DIR"] = str(chosen)
-        numba.config.reload_config()
+_KERNELS: list[Any] = []  # every dispatcher ``kernel`` made, so that their cache can be pointed elsewhere
+_cache_dir: Path | None = None  # where configure_kernel_cache pointed them (None: numba's own choice)
+_thread = threading.local()
+
+
+def _point_cache(dispatcher: Any, directory: Path) -> None:
+    # numba fixes a kernel's cache location when its cache object is made, from numba.config.CACHE_DIR at that
+    # moment; the setting is restored right after, so numba's configuration is left as it was.
+    previous = numba.config.CACHE_DIR  # type: ignore[attr-defined]
+    numba.config.CACHE_DIR = str(directory)  # type: ignore[attr-defined]
+    try:
+        dispatcher.enable_caching()
+    finally:
+        numba.config.CACHE_DIR = previous  # type: ignore[attr-defined]
+
+
+def configure_kernel_cache(
+    environ: Mapping[str, str] | None = None, package_dir: Path | None = None, home: Path | None = None
+) -> Path | None:
+    """Point the on-disk cache of every kernel of this package where :func:`choose_cache_dir` says; return that
+    folder (None: numba's default, next to the sources, or ``NUMBA_CACHE_DIR`` which numba reads itself).
+
+    Call at engine start, before kernels compile; kernels decorated later follow the same choice. The arguments
+    default to ``os.environ``, this package's folder and the user's home.
+    """
+    global _cache_dir
+    environ = os.environ if environ is None else environ
+    chosen = choose_cache_dir(
+        environ, package_dir or Path(__file__).resolve().parent, home if home is not None else Path.home()
+    )
+    if chosen is None or environ.get("NUMBA_CACHE_DIR"):
+        return chosen
+    chosen.mkdir(parents=True, exist_ok=True)
+    _cache_dir = chosen
+    for dispatcher in _KERNELS:
+        _point_cache(dispatcher, chosen)
     return chosen
 
 
-CACHE_DIR: Path | None = _configure_cache()
+def use_kernel_threads(count: int) -> None:
+    """Let the parallel kernels called from this thread use ``count`` numba threads.
+
+    numba's thread count is a per-thread setting, so a stage calls this from its worker thread; it is set there
+    the first time and later calls only compare (nothing changes per frame).
+    """
+    if getattr(_thread, "kernel_threads", None) != count:
+        numba.set_num_threads(count)
+        _thread.kernel_threads = count
 
 
 def kernel(
@@ -80,6 +116,10 @@ def kernel(
             fastmath=fastmath,
             inline="always" if inline else "never",
         )
-        return cast(F, jit(func))
+        dispatcher = jit(func)
+        _KERNELS.append(dispatcher)
+        if _cache_dir is not None:
+            _point_cache(dispatcher, _cache_dir)
+        return cast(F, dispatcher)
 
     return decorate

@@ -18,26 +18,18 @@ from numba import prange
 from numpy.polynomial import chebyshev
 
 from realtime_swap.color.jit import kernel
-
-# --- CIE L*a*b* (sRGB, D65), OpenCV's float definition ---------------------------------------------------------
-
-F_KNEE = 0.008856
-F_SLOPE = 7.787
-F_OFFSET = 16.0 / 116.0
-F_INV_KNEE = F_SLOPE * F_KNEE + F_OFFSET
-DECODE_KNEE = 0.04045
-ENCODE_KNEE = 0.0031308
-
-_WHITE = (0.950456, 1.0, 1.088754)
-_RGB_TO_XYZ = (
-    (0.412453, 0.357580, 0.180423),
-    (0.212671, 0.715160, 0.072169),
-    (0.019334, 0.119193, 0.950227),
+from realtime_swap.color.lab import (
+    BGR_TO_XYZN,
+    DECODE_KNEE,
+    ENCODE_KNEE,
+    F_INV_KNEE,
+    F_KNEE,
+    F_OFFSET,
+    F_SLOPE,
+    XYZN_TO_BGR,
 )
-_M = np.array(_RGB_TO_XYZ)[:, ::-1] / np.array(_WHITE)[:, None]
-BGR_TO_XYZN: tuple[float, ...] = tuple(float(v) for v in _M.ravel())
-"""Linear B, G, R -> X/Xn, Y/Yn, Z/Zn (OpenCV's sRGB coefficients), 3x3 row-major."""
-XYZN_TO_BGR: tuple[float, ...] = tuple(float(v) for v in np.linalg.inv(_M).ravel())
+
+# --- CIE L*a*b* (sRGB, D65): the per-pixel kernels of realtime_swap.color.lab's definition ----------------------
 
 
 def _fit(curve: Callable[[np.ndarray], np.ndarray], lo: float, hi: float) -> tuple[np.float32, ...]:

@@ -17,9 +17,8 @@ import numpy as np
 
 from realtime_swap.errors import ModelError
 from realtime_swap.infer import Backend, create_ort_session
+from realtime_swap.model_files import MEDIAPIPE, require_model_file
 from realtime_swap.types import check_bgr_image
-
-MEDIAPIPE_DIR = Path(__file__).resolve().parents[2] / "trained_models" / "mediapipe"
 
 
 class BlazeFaceModel(str, enum.Enum):
@@ -138,7 +137,8 @@ class BlazeFaceDetector:
     weighted NMS, as in MediaPipe's face_detection graphs.
 
     min_score: detections below this confidence are dropped. nms_iou: IoU above which boxes merge.
-    model_dir: folder holding the converted .onnx files (default: trained_models/mediapipe).
+    model_dir: folder holding the converted .onnx files (default: ``mediapipe/`` of the models folders,
+    ``realtime_swap.model_files``).
     """
 
     def __init__(
@@ -160,7 +160,7 @@ class BlazeFaceDetector:
         self.min_score = float(min_score)
         self.nms_iou = float(nms_iou)
         self.anchors = ssd_anchors(spec.input_size, spec.strides, spec.anchors_per_layer)
-        path = Path(model_dir or MEDIAPIPE_DIR) / spec.file
+        path = Path(model_dir) / spec.file if model_dir else require_model_file(f"{MEDIAPIPE}/{spec.file}")
         session: Any = create_ort_session(path, backend, intra_op_threads)
         check_session_io(session, path, spec.input_size, ("regressors", "classificators"))
         num_anchors = session.get_outputs()[0].shape[1]

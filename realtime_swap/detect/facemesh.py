@@ -17,10 +17,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime_swap.detect.blazeface import MEDIAPIPE_DIR, Detection, check_session_io
+from realtime_swap.detect.blazeface import Detection, check_session_io
 from realtime_swap.infer import Backend, create_ort_session
+from realtime_swap.model_files import MEDIAPIPE, require_model_file
 from realtime_swap.types import check_bgr_image
 
+MODEL_FILE = "face_landmark.onnx"
 NUM_LANDMARKS = 468
 INPUT_SIZE = 192
 ROI_SCALE = 1.5
@@ -102,7 +104,8 @@ class MeshResult:
 class FaceMeshLandmarker:
     """468 face landmarks from a BGR frame and ROIs (several ROIs run as one batch).
 
-    model_dir: folder holding face_landmark.onnx (default: trained_models/mediapipe).
+    model_dir: folder holding face_landmark.onnx (default: ``mediapipe/`` of the models folders,
+    ``realtime_swap.model_files``).
     """
 
     def __init__(
@@ -111,7 +114,7 @@ class FaceMeshLandmarker:
         model_dir: str | Path | None = None,
         intra_op_threads: int | None = None,
     ) -> None:
-        path = Path(model_dir or MEDIAPIPE_DIR) / "face_landmark.onnx"
+        path = Path(model_dir) / MODEL_FILE if model_dir else require_model_file(f"{MEDIAPIPE}/{MODEL_FILE}")
         session: Any = create_ort_session(path, backend, intra_op_threads)
         check_session_io(session, path, INPUT_SIZE, ("landmarks", "face_flag"))
         self._session = session

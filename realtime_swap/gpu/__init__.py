@@ -1,5 +1,37 @@
-"""The GPU-resident path: swap, colour transfer and paste-back on a torch device (see :mod:`.stage`)."""
+"""The GPU-resident path: swap, colour transfer and paste-back on a torch device (see :mod:`.stage`).
 
-from realtime_swap.gpu.stage import DEVICE_COLOR_MODES, GpuSwapComposeStage, gpu_resident_stages, resolve_device
+Importing this package does not import torch: ``GpuPath`` (the ``--gpu-path`` choices) is defined here, the
+stage and its helpers are loaded from :mod:`.stage` on first use.
+"""
 
-__all__ = ["DEVICE_COLOR_MODES", "GpuSwapComposeStage", "gpu_resident_stages", "resolve_device"]
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from realtime_swap.gpu.stage import DEVICE_COLOR_MODES, GpuSwapComposeStage, gpu_resident_stages, resolve_device
+
+
+class GpuPath(str, enum.Enum):
+    """Where swap + colour + composite run as one torch stage: OFF (the CPU stages), AUTO / CUDA (the swap
+    model's CUDA device), CPU (the same torch code on the host)."""
+
+    OFF = "off"
+    AUTO = "auto"
+    CUDA = "cuda"
+    CPU = "cpu"
+
+
+_STAGE_EXPORTS = frozenset({"DEVICE_COLOR_MODES", "GpuSwapComposeStage", "gpu_resident_stages", "resolve_device"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STAGE_EXPORTS:
+        from realtime_swap.gpu import stage
+
+        return getattr(stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DEVICE_COLOR_MODES", "GpuPath", "GpuSwapComposeStage", "gpu_resident_stages", "resolve_device"]

@@ -9,9 +9,10 @@ Each function mirrors a host function of the CPU path and documents the differen
 * :func:`composite_region` ↔ the ROI warp and composite of :func:`realtime_swap.blend.paste_back_roi`.
 
 OpenCV warps in fixed point (coordinates in 1/32 px, weights in 1/1024) while these warp in float32, so warped
-pixels differ by up to about one 8-bit level; the Lab curves are evaluated exactly here, where the numba kernels
-use polynomial fits (< 1e-6). Images are float32 holding 8-bit levels (0..255, rounded where the CPU path
-has uint8) or [0, 1] where the CPU path has float crops; shapes are written on each function.
+pixels differ by up to about one 8-bit level; the Lab conversion is :mod:`realtime_swap.color.lab`'s torch twin
+(exact curves, where the numba kernels use polynomial fits, < 1e-6). Images are float32 holding 8-bit levels
+(0..255, rounded where the CPU path has uint8) or [0, 1] where the CPU path has float crops; shapes are written
+on each function.
 """
 
 from __future__ import annotations
@@ -24,19 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realtime_swap.blend import feather_mask, sharpen_face
 from realtime_swap.color.common import MASK_CUTOFF, MOMENT_SAMPLES, RCT_STD_FLOOR, sample_stride
-from realtime_swap.color.kernels import (
-    BGR_TO_XYZN,
-    DECODE_KNEE,
-    ENCODE_KNEE,
-    F_INV_KNEE,
-    F_KNEE,
-    F_OFFSET,
-    F_SLOPE,
-    XYZN_TO_BGR,
-)
-
-_SNAP = 1.0 / 255.0
+from realtime_swap.color.lab import bgr_to_lab_torch as bgr_to_lab
+from realtime_swap.color.lab import lab_to_bgr_torch as lab_to_bgr
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,39 +101,6 @@ def warp_crop(frame: torch.Tensor, matrix: np.ndarray, size: int) -> torch.Tenso
 
 
 # --- colour: rct in L*a*b* -------------------------------------------------------------------------------------
-
-_M: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _matrices(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    if device not in _M:
-        to_xyz = torch.tensor(BGR_TO_XYZN, dtype=torch.float32, device=device).reshape(3, 3)
-        to_bgr = torch.tensor(XYZN_TO_BGR, dtype=torch.float32, device=device).reshape(3, 3)
-        _M[device] = (to_xyz, to_bgr)
-    return _M[device]
-
-
-def bgr_to_lab(bgr: torch.Tensor) -> torch.Tensor:
-    """(..., 3) BGR float in [0, 1] -> (..., 3) float32 L*a*b* (OpenCV's float definition, as
-    :func:`realtime_swap.color.lab.bgr_to_lab`)."""
-    to_xyz, _ = _matrices(bgr.device)
-    c = bgr.float().clamp(0.0, 1.0)
-    linear = torch.where(c <= DECODE_KNEE, c / 12.92, ((c + 0.055) / 1.055).pow(2.4))
-    t = (linear @ to_xyz.T).clamp(0.0, 1.0)
-    f = torch.where(t <= F_KNEE, F_SLOPE * t + F_OFFSET, t.pow(1.0 / 3.0))
-    fx, fy, fz = f.unbind(-1)
-    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-1)
-
-
-def lab_to_bgr(lab: torch.Tensor) -> torch.Tensor:
-    """(..., 3) L*a*b* -> (..., 3) float32 BGR in [0, 1], out-of-gamut colours clipped (as
-    :func:`realtime_swap.color.lab.lab_to_bgr`)."""
-    _, to_bgr = _matrices(lab.device)
-    fy = (lab[..., 0] + 16.0) / 116.0
-    f = torch.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], dim=-1)
-    t = torch.where(f > F_INV_KNEE, f * f * f, (f - F_OFFSET) / F_SLOPE)
-    linear = (t @ to_bgr.T).clamp(0.0, 1.0)
-    return torch.where(linear <= ENCODE_KNEE, 12.92 * linear, 1.055 * linear.pow(1.0 / 2.4) - 0.055)
 
 
 def rct_moments(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,31 +205,6 @@ class DeviceRctSmoother:
 # --- mask, sharpen, composite ----------------------------------------------------------------------------------
 
 
-def _erode(mask: torch.Tensor, erode_px: int) -> torch.Tensor:
-    """cv2.erode (dilate when negative) with an elliptic (2|e|+1)² element; the border never wins."""
-    size = 2 * abs(erode_px) + 1
-    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    r = abs(erode_px)
-    fill = 2.0 if erode_px > 0 else -1.0
-    padded = F.pad(mask[None, None], (r, r, r, r), value=fill)[0, 0]
-    h, w = mask.shape
-    out: torch.Tensor | None = None
-    for dy, dx in zip(*np.nonzero(element), strict=True):
-        shifted = padded[dy : dy + h, dx : dx + w]
-        if out is None:
-            out = shifted.clone()
-        elif erode_px > 0:
-            out = torch.minimum(out, shifted)
-        else:
-            out = torch.maximum(out, shifted)
-    assert out is not None
-    return out
-
-
-def _gaussian(size: int, sigma: float, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(cv2.getGaussianKernel(size, sigma, cv2.CV_32F).ravel(), device=device)
-
-
 def _separable(image: torch.Tensor, kernel: torch.Tensor, padding_mode: str) -> torch.Tensor:
     """Separable convolution of (C, h, w) float32 with a 1-D kernel; ``constant`` (zeros) or ``reflect`` border
     (``reflect`` is OpenCV's BORDER_REFLECT_101)."""
@@ -283,31 +217,51 @@ def _separable(image: torch.Tensor, kernel: torch.Tensor, padding_mode: str) -> 
     return F.conv2d(x, ky, groups=c)[0]
 
 
+def _gaussian(size: int, sigma: float, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(cv2.getGaussianKernel(size, sigma, cv2.CV_32F).ravel(), device=device)
+
+
+class _TorchOps:
+    """:class:`realtime_swap.blend.CropOps` in torch, on the tensors' device (faces are float32 8-bit levels)."""
+
+    def clip01(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask.float().clamp(0.0, 1.0)
+
+    def erode(self, mask: torch.Tensor, element: np.ndarray, dilate: bool) -> torch.Tensor:
+        r = element.shape[0] // 2
+        padded = F.pad(mask[None, None], (r, r, r, r), value=-1.0 if dilate else 2.0)[0, 0]
+        h, w = mask.shape
+        pick = torch.maximum if dilate else torch.minimum
+        out: torch.Tensor | None = None
+        for dy, dx in zip(*np.nonzero(element), strict=True):
+            shifted = padded[dy : dy + h, dx : dx + w]
+            out = shifted.clone() if out is None else pick(out, shifted)
+        assert out is not None
+        return out
+
+    def gaussian(self, mask: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+        return _separable(mask[None], _gaussian(size, sigma, mask.device), "constant")[0]
+
+    def snap(self, mask: torch.Tensor, step: float) -> torch.Tensor:
+        return torch.where(mask < step, 0.0, torch.where(mask > 1.0 - step, 1.0, mask))
+
+    def unsharp(self, face: torch.Tensor, size: int, sigma: float, amount: float) -> torch.Tensor:
+        blurred = _separable(face.permute(2, 0, 1), _gaussian(size, sigma, face.device), "reflect").permute(1, 2, 0)
+        blurred = blurred.round()  # OpenCV blurs uint8 into uint8
+        return ((1.0 + amount) * face - amount * blurred).round_().clamp_(0.0, 255.0)
+
+
+TORCH_OPS = _TorchOps()
+
+
 def process_mask(mask: torch.Tensor, erode_px: int = 0, blur_px: int = 0) -> torch.Tensor:
-    """:func:`realtime_swap.blend.process_mask` in torch: (S, S) float [0, 1] -> (S, S) float32 [0, 1]."""
-    out = mask.float().clamp(0.0, 1.0)
-    if erode_px:
-        out = _erode(out, erode_px)
-    if blur_px > 0:
-        band = blur_px + 1
-        out = out.clone()
-        out[:band] = 0.0
-        out[-band:] = 0.0
-        out[:, :band] = 0.0
-        out[:, -band:] = 0.0
-        out = _separable(out[None], _gaussian(2 * blur_px + 1, blur_px / 2.0, out.device), "constant")[0]
-        out = torch.where(out < _SNAP, 0.0, torch.where(out > 1.0 - _SNAP, 1.0, out))
-    return out
+    """:func:`realtime_swap.blend.feather_mask` in torch: (S, S) float [0, 1] -> (S, S) float32 [0, 1]."""
+    return feather_mask(mask, erode_px, blur_px, TORCH_OPS)
 
 
 def sharpen(face: torch.Tensor, amount: float) -> torch.Tensor:
-    """Unsharp mask as the CPU path's: face + amount (face - Gaussian(face, sigma 1 px, 7 taps)), saturated.
-
-    face: (S, S, 3) float32 8-bit levels; returns the same, rounded.
-    """
-    blurred = _separable(face.permute(2, 0, 1), _gaussian(7, 1.0, face.device), "reflect").permute(1, 2, 0)
-    blurred = blurred.round()  # OpenCV blurs uint8 into uint8
-    return ((1.0 + amount) * face - amount * blurred).round_().clamp_(0.0, 255.0)
+    """:func:`realtime_swap.blend.sharpen_face` in torch: (S, S, 3) float32 8-bit levels in, the same out, rounded."""
+    return sharpen_face(face, amount, TORCH_OPS)
 
 
 def composite_region(

@@ -24,9 +24,11 @@ import torch.nn.functional as F
 from realtime_swap.blend import BlendMode, check_blend_options
 from realtime_swap.color import ColorMode, ColorStatsSmoother
 from realtime_swap.errors import ConfigError
+from realtime_swap.gpu import GpuPath
 from realtime_swap.gpu.ops import DeviceRctSmoother, composite_region, process_mask, sharpen, warp_crop
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.swap.model import SwapModel
+from realtime_swap.swap.stage import RunsSwapModels
 from realtime_swap.types import AlignedFace, Face, Frame, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -35,17 +37,17 @@ DEVICE_COLOR_MODES = (ColorMode.NONE, ColorMode.RCT)
 """Colour modes computed on the device; the others take a host round trip of the (S, S) crop per face."""
 
 
-def resolve_device(model: SwapModel, requested: str = "auto") -> torch.device:
+def resolve_device(model: SwapModel, requested: GpuPath = GpuPath.AUTO) -> torch.device:
     """The torch device the GPU path runs on for ``model``: ``auto`` is CUDA when the model's backend runs there.
 
     Raises ConfigError when CUDA is asked and the model's backend runs on the CPU (or torch sees no GPU), and for
     ``auto`` on a CPU backend (the CPU path is faster there; ask for ``cpu`` explicitly to run this one).
     """
     on_cuda = model.runner.device.startswith("cuda")
-    if requested == "cpu":
+    if requested == GpuPath.CPU:
         return torch.device("cpu")
-    if requested not in ("auto", "cuda"):
-        raise ConfigError(f"gpu path: device must be auto, cuda or cpu, got '{requested}'")
+    if requested not in (GpuPath.AUTO, GpuPath.CUDA):
+        raise ConfigError(f"gpu path: device must be auto, cuda or cpu, got '{getattr(requested, 'value', requested)}'")
     if not torch.cuda.is_available():
         raise ConfigError(
             f"gpu path: torch {torch.__version__} sees no CUDA device; the GPU-resident path needs a CUDA "
@@ -59,7 +61,7 @@ def resolve_device(model: SwapModel, requested: str = "auto") -> torch.device:
     return torch.device(model.runner.device)
 
 
-class GpuSwapComposeStage(Stage):
+class GpuSwapComposeStage(RunsSwapModels, Stage):
     """Swap + colour transfer + paste-back of every aligned face, on a torch device.
 
     In: ``frame.image`` (H, W, 3) uint8 BGR and per face ``aligned.matrix`` / ``aligned.mask``. Out: a new
@@ -176,7 +178,7 @@ class GpuSwapComposeStage(Stage):
 
         for face in faces:
             check_face_type(face, model, "gpu path")
-        mode = _color_mode(controls.color_mode)
+        mode = controls.color_mode
         s = model.resolution
         with torch.inference_mode():
             # one upload (a copy also on the CPU device: the received array is never written)
@@ -251,15 +253,7 @@ def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
 
 
-def _color_mode(value: str) -> ColorMode:
-    try:
-        return ColorMode(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in ColorMode)
-        raise ConfigError(f"gpu path: unknown colour mode '{value}'; expected one of {choices}") from None
-
-
-def gpu_resident_stages(stages: Sequence[Stage], device: str = "auto") -> list[Stage]:
+def gpu_resident_stages(stages: Sequence[Stage], device: GpuPath = GpuPath.AUTO) -> list[Stage]:
     """``stages`` with the consecutive ``swap`` → ``blend`` pair replaced by one :class:`GpuSwapComposeStage`.
 
     device: ``auto`` / ``cuda`` / ``cpu`` (see :func:`resolve_device`). Raises ConfigError when the stages have

@@ -222,5 +222,5 @@ def create_ort_session(
         session = ort.InferenceSession(source, sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ModelError(f"cannot load model {label}: {str(exc).splitlines()[0]}") from exc
-    log.info("loaded %s on %s", label, session.get_providers()[0])
+    log.debug("loaded %s on %s", label, session.get_providers()[0])
     return session

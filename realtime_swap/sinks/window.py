@@ -14,6 +14,8 @@ frames the other outputs get.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -27,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from realtime_swap.color.modes import ColorMode
 from realtime_swap.errors import SinkError
 from realtime_swap.sinks.base import Sink, SinkEvent
 from realtime_swap.stages import Controls
@@ -42,7 +45,14 @@ _KEYPOINT_BGR = (60, 60, 255)
 _BOX_BGR = (0, 220, 255)
 _MASK_BGR = np.array([60, 200, 60], np.float32)
 
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame greets on import otherwise
+
+def _pygame() -> Any:
+    """The pygame module; imported on first use with its greeting (printed on stdout at import) swallowed, so
+    that no environment variable has to be set for it."""
+    if "pygame" not in sys.modules:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import pygame  # noqa: F401 - imported for sys.modules
+    return sys.modules["pygame"]
 
 
 def display_available() -> tuple[bool, str]:
@@ -72,13 +82,6 @@ def draw_text_band(image: np.ndarray, lines: Sequence[str], bottom: bool = False
     for i, text in enumerate(lines):
         org = (6, y0 + step * (i + 1))
         cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-
-
-def draw_overlay(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """A copy of ``image`` with ``lines`` of text in the top-left corner on a dark band."""
-    out = image.copy()
-    draw_text_band(out, lines)
-    return out
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[Face]) -> None:
@@ -171,7 +174,7 @@ class WindowSink(Sink):
         self,
         controls: Controls,
         title: str = "realtime_swap",
-        color_modes: Sequence[str] = (),
+        color_modes: Sequence[ColorMode] = (),
         models: Sequence[str] = (),
         screenshot_dir: str | Path = DEFAULT_SCREENSHOT_DIR,
     ) -> None:
@@ -180,7 +183,7 @@ class WindowSink(Sink):
             raise SinkError(f"cannot open a preview window: {why}")
         self._controls = controls
         self._title = title
-        self._color_modes = list(color_modes)
+        self._color_modes = [ColorMode(m) for m in color_modes]
         self._models = list(models) or list(controls.model_names)
         self.screenshot_dir = Path(screenshot_dir).expanduser()
         if self.screenshot_dir.exists() and not self.screenshot_dir.is_dir():
@@ -219,7 +222,7 @@ class WindowSink(Sink):
             model = f"  model {c.model_index + 1}/{len(self._models)} {self._models[c.model_index % len(self._models)]}"
         return [
             f"{self._fps:5.1f} fps  {frame.width}x{frame.height}  faces {len(frame.faces)}  swap {swap}  "
-            f"colour {c.color_mode}{model}",
+            f"colour {c.color_mode.value}{model}",
             f"ms: {stages}",
         ]
 
@@ -246,7 +249,7 @@ class WindowSink(Sink):
 
     # -- keys ------------------------------------------------------------------------------------------------
     def _handle_key(self, key: int) -> SinkEvent | None:
-        import pygame
+        pygame = _pygame()
 
         c = self._controls
         if key in (pygame.K_q, pygame.K_ESCAPE):
@@ -293,7 +296,7 @@ class WindowSink(Sink):
 
     # -- main thread -----------------------------------------------------------------------------------------
     def service(self) -> SinkEvent | None:
-        import pygame
+        pygame = _pygame()
 
         if self._screen is None:
             pygame.display.init()
@@ -328,7 +331,5 @@ class WindowSink(Sink):
 
     def close(self) -> None:
         if self._screen is not None:
-            import pygame
-
-            pygame.display.quit()
+            _pygame().display.quit()
             self._screen = None

@@ -167,12 +167,6 @@ class AVSource(Source):
         log.debug("%s: skipped a corrupt packet after %d frames: %s", self.spec, self._count, _first_line(exc))
 
     @property
-    def frame_count(self) -> int | None:
-        """Frames in the file as its header says (for progress bars), or None when unknown (streams)."""
-        frames = int(self._stream.frames or 0)
-        return frames if frames > 0 and not self._network else None
-
-    @property
     def audio_url(self) -> str | None:
         return self.spec if self._has_audio and not self._network else None
 

@@ -2,9 +2,9 @@
 
 ``Backend.AUTO`` tries the fastest first — native TensorRT, ONNX Runtime's TensorRT EP, its CUDA EP, torch on
 CUDA — and settles on ONNX Runtime's CPU provider, which every install has. Each backend passed over leaves a
-one-line reason ("ort-trt: TensorrtExecutionProvider not in this onnxruntime build ..."), logged and kept on
-the model (``SwapModel.notes``). Asking for one backend by name that cannot run here is a ConfigError with the
-same reason.
+one-line reason ("ort-trt: TensorrtExecutionProvider not in this onnxruntime build ..."), logged at debug level
+and kept on the model (``SwapModel.notes``); the user sees one line (:func:`backend_summary`). Asking for one
+backend by name that cannot run here is a ConfigError with the same reason.
 """
 
 from __future__ import annotations
@@ -164,6 +164,17 @@ def open_runner(
         except ConfigError as exc:  # e.g. onnxruntime fell back to the CPU: try the next one
             notes.append(f"{candidate.value}: {exc}")
             continue
-        log.info("backend auto -> %s for %s; passed over: %s", candidate.value, path.name, "; ".join(notes) or "none")
+        log.debug("backend auto -> %s for %s; passed over: %s", candidate.value, path.name, "; ".join(notes) or "none")
         return runner, tuple(notes)
     raise ConfigError(f"no backend can run {path}: " + "; ".join(notes))
+
+
+def backend_summary(backend: Backend, notes: tuple[str, ...]) -> str | None:
+    """The one line a user reads about the swap model's engine after ``auto`` passed faster ones over (None when
+    nothing was passed over); the reasons themselves (``notes``) are for ``--debug`` and the metrics JSON."""
+    if not notes:
+        return None
+    if backend is Backend.ORT_CPU:
+        return "swap model on ort-cpu; no GPU backend available here — see README, GPU machines (--debug: why)"
+    passed = ", ".join(note.split(":", 1)[0] for note in notes)
+    return f"swap model on {backend.value}; faster ones passed over: {passed} (--debug: why)"

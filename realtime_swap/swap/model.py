@@ -1,11 +1,7 @@
 """Swap models: loading, signature checks, metadata, and the ``swap`` call every backend serves.
 
 Two kinds of file, one signature (DeepFaceLive's DFM, see its ``modelhub/DFLive/DFMModel.py`` and DeepFaceLab's
-``export_dfm``):
-
-* input ``in_face:0`` (N,S,S,3) float32 BGR in [0,1]; optional input ``morph_value:0`` (1,) float32;
-* outputs ``out_face_mask:0`` (N,S,S,1), ``out_celeb_face:0`` (N,S,S,3), ``out_celeb_face_mask:0`` (N,S,S,1),
-  float32 in [0,1].
+``export_dfm``): the tensor names and shapes of :mod:`realtime_swap.swap.dfm_io`.
 
 The product's own exports carry ``metadata_props`` (``producer`` = "realtime_swap", ``resolution``,
 ``face_type``, ``architecture``, ``preset``, ``recipe``, ``iterations``). DFM files carry no face type:
@@ -28,19 +24,13 @@ from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.infer.runner import ModelRunner, TensorInfo, is_ort_value, is_torch_tensor
 from realtime_swap.infer.session import Backend
 from realtime_swap.infer.tensorrt_runtime import ENGINE_SUFFIXES
+from realtime_swap.swap.dfm_io import DFM_INPUT, DFM_MORPH, OUT_CELEB_FACE, OUT_CELEB_MASK, OUT_FACE_MASK, PRODUCER
 from realtime_swap.types import FaceType
 
 log = logging.getLogger(__name__)
 
-DFM_INPUT = "in_face:0"
-DFM_MORPH = "morph_value:0"
-OUT_FACE_MASK = "out_face_mask:0"
-OUT_CELEB_FACE = "out_celeb_face:0"
-OUT_CELEB_MASK = "out_celeb_face_mask:0"
 DEFAULT_MORPH = 0.75
 """DeepFaceLive's default morph factor (``DFMModel.convert``): 1 = all target identity."""
-
-PRODUCER = "realtime_swap"
 
 
 class ModelFormat(str, enum.Enum):
@@ -241,7 +231,7 @@ class SwapModel:
             spec = settle_spec(path, inputs, outputs, metadata, face_type=face_type, resolution=resolution)
             runner, notes = open_runner(path, backend, opts, engine_file=False)
         model = cls(spec, runner, notes)
-        log.info(
+        log.debug(
             "swap model %s: %s, %d px %s%s on %s (%s)",
             path.name,
             spec.format.value,
@@ -340,11 +330,8 @@ class SwapModel:
     def _swap_device_torch(self, crops: Any, extra: dict[str, np.ndarray]) -> tuple[Any, Any]:
         import torch
 
-        if self.runner.fixed_batch is not None and crops.shape[0] != self.runner.fixed_batch:
-            raise ConfigError(
-                f"model {self.spec.path} takes batches of exactly {self.runner.fixed_batch} on the device path"
-            )
         n, s = int(crops.shape[0]), self.spec.resolution
+        self._check_device_batch(n)
         crops = crops.float().contiguous()
         faces = torch.empty((n, s, s, 3), dtype=torch.float32, device=crops.device)
         masks = torch.empty((n, s, s), dtype=torch.float32, device=crops.device)
@@ -363,10 +350,7 @@ class SwapModel:
         if not self.runner.accepts_ort_values:
             raise ConfigError(f"backend '{self.backend.value}' does not take OrtValues; pass numpy or torch arrays")
         n, s = int(crops.shape()[0]), self.spec.resolution
-        if self.runner.fixed_batch is not None and n != self.runner.fixed_batch:
-            raise ConfigError(
-                f"model {self.spec.path} takes batches of exactly {self.runner.fixed_batch} on the device path"
-            )
+        self._check_device_batch(n)
         faces = ort.OrtValue.ortvalue_from_shape_and_type((n, s, s, 3), np.float32, "cuda", 0)
         masks = ort.OrtValue.ortvalue_from_shape_and_type((n, s, s), np.float32, "cuda", 0)
         self.runner.run_into(

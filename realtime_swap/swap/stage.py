@@ -10,19 +10,43 @@ import numpy as np
 
 from realtime_swap.errors import ConfigError
 from realtime_swap.stages import Controls, Stage
+from realtime_swap.swap.face_fit import FaceFitCheck
 from realtime_swap.swap.model import SwapModel
 from realtime_swap.types import Face, Frame, StreamInfo, SwapResult
 
 log = logging.getLogger(__name__)
 
 
-class SwapStage(Stage):
+class RunsSwapModels:
+    """A stage that runs swap models: ``models`` in model_index order (SwapStage, the GPU-resident stage)."""
+
+    models: list[SwapModel]
+
+
+def swap_model_details(stages: Sequence[Stage]) -> list[dict[str, object]]:
+    """What runs each loaded swap model, for the metrics JSON: file, backend, and why ``auto`` passed the faster
+    backends over (backend -> reason)."""
+    return [
+        {
+            "model": m.spec.path.name,
+            "backend": m.backend.value,
+            "passed_over": dict(note.split(": ", 1) for note in m.notes if ": " in note),
+        }
+        for stage in stages
+        if isinstance(stage, RunsSwapModels)
+        for m in stage.models
+    ]
+
+
+class SwapStage(RunsSwapModels, Stage):
     """Sets ``face.swapped`` for each face of the frame that has ``face.aligned``.
 
-    In: ``face.aligned.image`` (S,S,3) uint8 BGR crops of the model's face type. Crops of another size are
-    resized to the model's resolution and the results back to the crop's size (as DeepFaceLive does), so
-    ``SwapResult`` is always in the crop's pixel space. Out: ``face.swapped`` = SwapResult(face (S,S,3) float32
-    BGR [0,1], mask (S,S) float32 [0,1]). With ``controls.swap_enabled`` False the frame passes untouched.
+    In: ``face.aligned.image`` (S,S,3) uint8 BGR crops of the model's face type. Crops of another size are resized
+    to the model's resolution and the results back to the crop's size (as DeepFaceLive does), so ``SwapResult`` is
+    always in the crop's pixel space. Out: ``face.swapped`` = SwapResult(face (S,S,3) float32 BGR [0,1], mask
+    (S,S) float32 [0,1]). With ``controls.swap_enabled`` False the frame passes untouched. The first faces of each
+    model are checked against their landmark masks; a model that does not seem to know the face says so once
+    (:mod:`.face_fit`).
     model: one model, or several (the frame's ``model_index`` picks one: the window's Tab / 1-9 keys).
     morph: the morph factor for models with ``morph_value:0`` (None: the model's default).
     """
@@ -40,6 +64,7 @@ class SwapStage(Stage):
                     log.info("swap: model %s has no morph input; morph %.2f ignored", m.spec.path.name, morph)
         self.morph = morph
         self._resize_noted = False
+        self._fit = FaceFitCheck()
 
     def morph_for(self, model: SwapModel) -> float | None:
         """The morph factor passed to ``model`` (None where it has no morph input)."""
@@ -85,6 +110,12 @@ class SwapStage(Stage):
                 out = cv2.resize(out, (size, size), interpolation=cv2.INTER_LINEAR)
                 mask = np.clip(cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
             face.swapped = SwapResult(face=out, mask=mask)
+            if aligned.mask is not None:
+                notice = self._fit.observe(
+                    model.spec.path.name, model.spec.metadata.get("dst_faceset"), mask, aligned.mask
+                )
+                if notice is not None:
+                    log.warning("%s", notice)
         return frame
 
     def close(self) -> None:

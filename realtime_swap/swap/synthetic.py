@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime_swap.swap.model import DFM_INPUT, DFM_MORPH, OUT_CELEB_FACE, OUT_CELEB_MASK, OUT_FACE_MASK
+from realtime_swap.swap.dfm_io import DFM_INPUT, DFM_MORPH, OUT_CELEB_FACE, OUT_CELEB_MASK, OUT_FACE_MASK
 
 
 class _Graph:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from realtime_swap.color.lab import bgr_to_lab, lab_to_bgr
+
 
 @dataclass(frozen=True, slots=True)
 class WarpParams:
@@ -75,10 +77,9 @@ def reinhard_transfer(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
     Both (S, S, 3) float32 BGR [0, 1] (sizes may differ); returns (S, S, 3) float32 BGR [0, 1].
     """
-    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).reshape(-1, 3)
-    ref = cv2.cvtColor(reference, cv2.COLOR_BGR2LAB).reshape(-1, 3)
+    lab = bgr_to_lab(image).reshape(-1, 3)
+    ref = bgr_to_lab(reference).reshape(-1, 3)
     mean, std = lab.mean(0), lab.std(0)
     ref_mean, ref_std = ref.mean(0), ref.std(0)
     out = (lab - mean) * (ref_std / np.maximum(std, 1e-6)) + ref_mean
-    out = out.reshape(image.shape).astype(np.float32)
-    return np.clip(cv2.cvtColor(out, cv2.COLOR_LAB2BGR), 0.0, 1.0)
+    return lab_to_bgr(out.reshape(image.shape)).astype(np.float32)

@@ -31,11 +31,11 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from realtime_swap.detect.stage import AnalyzerOptions, FaceAnalyzer
 from realtime_swap.errors import ConfigError, SourceError
 from realtime_swap.masks import landmarks_in_crop
+from realtime_swap.progress import progress_bar
 from realtime_swap.sources.av_source import AVSource
 from realtime_swap.sources.images import IMAGE_SUFFIXES, read_image
 from realtime_swap.train.faceset import INDEX_NAME, MIN_RESOLUTION, FacesetItem, FacesetWriter, ImageFormat
@@ -256,7 +256,7 @@ class FaceExtractor:
     ) -> ExtractSummary:
         """Run ``process`` over ``frames`` with a tqdm bar (faces kept in its postfix); returns the counts."""
         summary = ExtractSummary()
-        with tqdm(total=total, desc=desc, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+        with progress_bar(total=total, desc=desc, unit="frame", disable=not progress) as bar:
             for frame in frames:
                 self.process(frame, writer, summary)
                 bar.update(1)

@@ -286,7 +286,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train until ``iterations``; returns what happened. The checkpoint is saved at the end in any case."""
-        from tqdm import tqdm
+        from realtime_swap.progress import progress_bar
 
         cfg = self.config
         start = self.iteration
@@ -296,9 +296,7 @@ class Trainer:
         prefetch = BatchPrefetcher(
             self.src_data, self.dst_data, cfg.batch_size, self.augment, cfg.seed, start, max(start, cfg.iterations)
         )
-        bar = tqdm(
-            total=cfg.iterations, initial=start, unit="it", disable=not self.progress, dynamic_ncols=True, desc="train"
-        )
+        bar = progress_bar(total=cfg.iterations, initial=start, unit="it", disable=not self.progress, desc="train")
         history: list[tuple[int, float, float]] = []
         pending: list[StepLosses] = []
         interrupted = False
