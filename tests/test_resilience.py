@@ -258,9 +258,9 @@ def test_histogram_quantiles_of_a_small_series() -> None:
 class FlakySource(Source):
     """Index-coded frames at ``fps``, paced; fails after ``fail_after`` frames (None: never)."""
 
-    def __init__(self, start: int, fail_after: int | None, fps: float = 50.0) -> None:
-        self.info = StreamInfo(160, 120, fps, live=True, name="flaky")
-        self.i, self.start, self.fail_after, self.fps = 0, start, fail_after, fps
+    def __init__(self, start: int, fail_after: int | None, fps: float = 50.0, scale: int = 1) -> None:
+        self.info = StreamInfo(160 * scale, 120 * scale, fps, live=True, name="flaky")
+        self.i, self.start, self.fail_after, self.fps, self.scale = 0, start, fail_after, fps, scale
         self.closed = False
 
     def read(self) -> tuple[np.ndarray, float] | None:
@@ -268,7 +268,8 @@ class FlakySource(Source):
             raise SourceError("flaky: connection reset")
         time.sleep(1.0 / self.fps)
         self.i += 1
-        return encode_index(self.start + self.i - 1), self.i / self.fps  # each connection restarts its clock
+        image = np.kron(encode_index(self.start + self.i - 1), np.ones((self.scale, self.scale, 1), np.uint8))
+        return image, self.i / self.fps  # each connection restarts its clock
 
     def close(self) -> None:
         self.closed = True
@@ -281,7 +282,7 @@ def test_reconnecting_source_holds_then_resumes_on_one_clock() -> None:
         attempts["n"] += 1
         if attempts["n"] < 3:
             raise SourceError("flaky: connection refused")
-        return FlakySource(100, None)
+        return FlakySource(100, None, scale=2)  # back in another mode
 
     source = ReconnectingSource(FlakySource(0, 20), reopen, stall_timeout_s=1.0, backoff_s=(0.1, 0.2))
     got: list[tuple[np.ndarray, float] | SourceOutage] = []
@@ -291,7 +292,9 @@ def test_reconnecting_source_holds_then_resumes_on_one_clock() -> None:
         assert item is not None and time.perf_counter() < deadline
         got.append(item)
     source.close()
-    codes = [decode_index(g[0]) for g in got if not isinstance(g, SourceOutage)]
+    frames = [g for g in got if not isinstance(g, SourceOutage)]
+    assert {f[0].shape for f in frames} == {(120, 160, 3)}  # the outputs keep the size they were opened at
+    codes = [decode_index(f[0]) for f in frames]
     outages = [g for g in got if isinstance(g, SourceOutage)]
     assert codes[:20] == list(range(20)) and codes[20:] == list(range(100, 100 + len(codes) - 20))
     assert any(o.reconnecting and "reconnecting (attempt" in o.notice for o in outages)

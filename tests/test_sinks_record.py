@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+from realtime_swap.errors import StageError
 from realtime_swap.pipeline import DropPolicy, Pipeline
 from realtime_swap.sinks.null import NullSink
 from realtime_swap.sinks.video_file import VideoFileSink
@@ -158,3 +159,23 @@ def test_recording_is_playable_after_ctrl_c_or_a_kill(tmp_path: Path, how: signa
     with av.open(str(out)) as container:
         decoded = sum(1 for _ in container.decode(video=0))
     assert decoded >= 2 * 30, f"only {decoded} frames playable"
+
+
+def test_a_reconnecting_stream_source_still_records_its_audio(tmp_path: Path) -> None:
+    from realtime_swap.sources import SourceSpec, open_source
+    from realtime_swap.sources.reconnect import ReconnectingSource
+
+    clip, out = tmp_path / "clip.ts", tmp_path / "rec.mkv"
+    make_clip(clip, seconds=3.0, fmt="mpegts", flash_s=2.0)
+    port, server = serve_once(clip.read_bytes(), seconds=1.5)
+    source = open_source(SourceSpec(f"tcp://127.0.0.1:{port}", reconnect_timeout_s=1.0))
+    assert isinstance(source, ReconnectingSource)
+    feed = source.audio_feed()
+    assert feed is not None  # the first connection's demuxer hands its audio packets over
+    recording = VideoFileSink(out)
+    recording.set_audio_feed(feed)
+    with pytest.raises(StageError, match="did not come back"):  # the server sends once, then is gone
+        Pipeline(source, [], [recording, NullSink()], drop_policy=DropPolicy.BLOCK).run()
+    server.join(5)
+    flash, click = flash_and_click(out)
+    assert abs(click - flash) < 1.0 / FPS, f"flash {flash:.3f} s, click {click:.3f} s"

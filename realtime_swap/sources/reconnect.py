@@ -13,12 +13,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from realtime_swap.errors import SourceError
 from realtime_swap.handoff import CLOSED, LatestSlot
 from realtime_swap.sources.base import Source, SourceOutage
+
+if TYPE_CHECKING:
+    from realtime_swap.sinks.video_file import AudioFeed
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +77,29 @@ class ReconnectingSource(Source):
         self._last_pts = 0.0
         self._pts_offset = 0.0
         self._rebase = False
+        self._resized_from: tuple[int, int] | None = None
+        self._audio = False
+        # started by the first read, so that audio_feed() can still set the first source up undisturbed
         self._thread = threading.Thread(target=self._reader, name="source-reader", daemon=True)
-        self._thread.start()
+
+    @property
+    def audio_url(self) -> str | None:
+        return None  # a live stream or camera: its audio can only come through audio_feed
+
+    def audio_feed(self) -> AudioFeed | None:
+        """The first connection's audio (a recording keeps it until the first drop; a reopened stream's audio
+        starts a clock of its own, so it is not spliced in). Call before the first ``read``."""
+        if self._thread.is_alive() or self._current is None:
+            return None
+        feed = self._current.audio_feed()
+        self._audio = feed is not None
+        return feed
 
     # -- consumer (the engine's capture thread) ------------------------------------------------------------------
     def read(self) -> tuple[np.ndarray, float] | SourceOutage | None:
+        if self._thread.ident is None:
+            self._last_frame_t = time.perf_counter()
+            self._thread.start()
         while True:
             now = time.perf_counter()
             silent = now - self._last_frame_t
@@ -93,6 +116,12 @@ class ReconnectingSource(Source):
 
     def _frame(self, item: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
         image, pts = item
+        size = (self.info.width, self.info.height)
+        if (image.shape[1], image.shape[0]) != size:  # reopened in another mode: the outputs keep their size
+            if self._resized_from != (image.shape[1], image.shape[0]):
+                self._resized_from = (image.shape[1], image.shape[0])
+                log.warning("%s came back at %dx%d; scaling to %dx%d", self.info.name, *self._resized_from, *size)
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         with self._lock:
             rebase, self._rebase = self._rebase, False
         if rebase:  # a reopened stream starts its own clock again: continue ours one frame after the last
@@ -134,6 +163,9 @@ class ReconnectingSource(Source):
 
     def close(self) -> None:
         self._closing.set()
+        if self._thread.ident is None:  # never read
+            self._close_current()
+            return
         self._thread.join(timeout=self._stall_s + 1.0)
         if self._thread.is_alive():  # blocked in a native read: closing under it could crash; leave it
             log.warning("%s: reader still blocked; leaving it", self.info.name)
@@ -213,6 +245,11 @@ class ReconnectingSource(Source):
             log.debug("%s: reconnect attempt failed: %s", self.info.name, exc)
             return None
         down = time.perf_counter() - lost_at
+        if self._audio:
+            log.warning(
+                "%s: the recording's audio stopped at the drop (a reopened stream is not spliced in)", self.info.name
+            )
+            self._audio = False
         with self._lock:
             self._lost_at = None
             self._reconnects += 1
