@@ -1,0 +1,217 @@
+"""DFMs made the way DeepFaceLab makes them (TF1 NCHW graphs through tf2onnx at opset 12, tests/fixtures/dfm):
+recognised, run on ort-cpu and torch against TensorFlow's own outputs, morph, and a live run that swaps."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import skimage.data
+from conftest import ROOT, run_cli
+
+from realtime_swap.infer.session import Backend
+from realtime_swap.swap import ModelFormat, SwapModel
+from realtime_swap.swap.model import DFM_INPUT, DFM_MORPH, OUT_CELEB_FACE, OUT_CELEB_MASK, OUT_FACE_MASK
+from realtime_swap.types import FaceType
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "dfm"
+# name -> (resolution, takes morph_value:0)
+CASES = {"df_64": (64, False), "liae_32": (32, False), "amp_64": (64, True)}
+BACKENDS = (Backend.ORT_CPU, Backend.TORCH)
+OUTPUTS = (OUT_FACE_MASK, OUT_CELEB_FACE, OUT_CELEB_MASK)  # DeepFaceLab's order; DeepFaceLive unpacks by position
+TOL = 1e-4
+
+
+def reference(name: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"{name}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def morphs(ref: dict[str, np.ndarray]) -> list[float | None]:
+    return [float(m) for m in ref["morph"]] if "morph" in ref else [None]
+
+
+def expected(ref: dict[str, np.ndarray], morph: float | None) -> list[np.ndarray]:
+    suffix = "" if morph is None else f"@{morph}"
+    return [ref[name.removesuffix(":0") + suffix] for name in OUTPUTS]
+
+
+def feeds(x: np.ndarray, morph: float | None) -> dict[str, np.ndarray]:
+    return {DFM_INPUT: x} if morph is None else {DFM_INPUT: x, DFM_MORPH: np.array([morph], np.float32)}
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Iterator[dict[tuple[str, Backend], SwapModel]]:
+    models: dict[tuple[str, Backend], SwapModel] = {}
+    yield models
+    for model in models.values():
+        model.close()
+
+
+def get(loaded: dict[tuple[str, Backend], SwapModel], name: str, backend: Backend) -> SwapModel:
+    if (name, backend) not in loaded:
+        loaded[name, backend] = SwapModel.load(FIXTURES / f"{name}.dfm", backend)
+    return loaded[name, backend]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_fixture_is_what_deepfacelab_writes(name: str) -> None:
+    path = FIXTURES / f"{name}.dfm"
+    assert path.stat().st_size <= 2_000_000
+    model = onnx.load(str(path))
+    assert model.producer_name == "tf2onnx"
+    assert {o.domain: o.version for o in model.opset_import}[""] == 12
+    inputs = [i.name for i in model.graph.input]
+    assert inputs == ([DFM_INPUT, DFM_MORPH] if CASES[name][1] else [DFM_INPUT])
+    assert [o.name for o in model.graph.output] == list(OUTPUTS)
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param.startswith("unk__")  # TF's None batch, as tf2onnx names it
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.value)
+def test_recognised_as_a_dfm(loaded: dict[tuple[str, Backend], SwapModel], name: str, backend: Backend) -> None:
+    model = get(loaded, name, backend)
+    resolution, has_morph = CASES[name]
+    assert model.spec.format is ModelFormat.DFM
+    assert model.resolution == resolution
+    assert model.has_morph is has_morph
+    assert model.face_type is FaceType.WHOLE_FACE
+    assert model.backend is backend
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.value)
+def test_outputs_match_tensorflow(loaded: dict[tuple[str, Backend], SwapModel], name: str, backend: Backend) -> None:
+    model = get(loaded, name, backend)
+    ref = reference(name)
+    for morph in morphs(ref):
+        got = model.runner.run(feeds(ref["in_face"], morph), list(OUTPUTS))
+        for out, want, label in zip(got, expected(ref, morph), OUTPUTS, strict=True):
+            assert out.shape == want.shape, label
+            diff = float(np.abs(out - want).max())
+            assert diff <= TOL, f"{name} on {backend.value}, morph {morph}: {label} differs by {diff:.2e}"
+        faces, masks = model.swap(ref["in_face"], morph=morph)  # the engine's own call: celeb face + its mask
+        np.testing.assert_allclose(faces, expected(ref, morph)[1], atol=TOL)
+        np.testing.assert_allclose(masks, expected(ref, morph)[2][..., 0], atol=TOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.value)
+def test_morph_moves_the_output_as_tensorflow_does(
+    loaded: dict[tuple[str, Backend], SwapModel], backend: Backend
+) -> None:
+    model = get(loaded, "amp_64", backend)
+    ref = reference("amp_64")
+    values = morphs(ref)
+    runs = {m: model.runner.run(feeds(ref["in_face"], m), list(OUTPUTS)) for m in values}
+    for a, b in itertools.pairwise(values):
+        for i, label in enumerate(OUTPUTS):
+            moved, want = runs[b][i] - runs[a][i], expected(ref, b)[i] - expected(ref, a)[i]
+            np.testing.assert_allclose(moved, want, atol=2 * TOL, err_msg=f"{label} from morph {a} to {b}")
+            if label == OUT_FACE_MASK:  # the dst decoder's mask reads inter_dst only: morph leaves it alone
+                assert np.abs(want).max() <= TOL
+            else:
+                assert np.abs(want).max() > 1e-2, f"the reference {label} does not move from {a} to {b}"
+    default, _ = model.swap(ref["in_face"])  # DeepFaceLive's default morph, 0.75
+    np.testing.assert_allclose(default, expected(ref, 0.75)[1], atol=TOL)
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.value)
+def test_any_batch_size(loaded: dict[tuple[str, Backend], SwapModel], name: str, backend: Backend) -> None:
+    model = get(loaded, name, backend)
+    ref = reference(name)
+    x = ref["in_face"]
+    batch = np.concatenate([x, x[:1, ::-1]])  # 3 faces through the unk__ batch dimension
+    faces, masks = model.swap(batch)
+    single, single_mask = model.swap(x[1:2])
+    np.testing.assert_allclose(faces[1:2], single, atol=TOL)
+    np.testing.assert_allclose(masks[1:2], single_mask, atol=TOL)
+    want = expected(ref, 0.75 if CASES[name][1] else None)[1]
+    np.testing.assert_allclose(faces[:2], want, atol=TOL)
+
+
+def deepfacelive_convert(path: Path, crop: np.ndarray, morph: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    """What DeepFaceLive's ``DFMModel`` does with a file: in_face* first input (its H, W the resolution), an
+    optional morph_value* second input, the uint8 crop /255, outputs unpacked by position, and the two masks
+    multiplied. crop: (H,W,3) uint8 BGR. Returns (celeb face (H,W,3) float32, mask (H,W,1) float32)."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = sess.get_inputs()
+    assert 1 <= len(inputs) <= 2 and "in_face" in inputs[0].name
+    assert len(inputs) == 1 or "morph_value" in inputs[1].name
+    height, width = inputs[0].shape[1:3]
+    assert (height, width) == crop.shape[:2]
+    feed = {"in_face:0": crop[None].astype(np.float32) / 255.0}
+    if len(inputs) == 2:
+        feed["morph_value:0"] = np.float32([morph])
+    face_mask, celeb, celeb_mask = sess.run(None, feed)
+    return celeb[0], (face_mask * celeb_mask)[0]
+
+
+@pytest.mark.parametrize("name", [*CASES, "demo_swap"])
+def test_deepfacelives_loader_logic(name: str) -> None:
+    """Both the tf2onnx fixtures and a project export (the shipped demo model) read as DeepFaceLive reads them."""
+    path = ROOT / "trained_models" / "demo_swap" / "demo_swap.onnx" if name == "demo_swap" else FIXTURES / f"{name}.dfm"
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this checkout")
+    model = SwapModel.load(path, Backend.ORT_CPU)
+    size = model.resolution
+    crop = (np.indices((size, size, 3)).sum(axis=0) * 7 % 256).astype(np.uint8)
+    celeb, mask = deepfacelive_convert(path, crop)
+    assert celeb.shape == (size, size, 3) and mask.shape == (size, size, 1)
+    face, own_mask = model.swap(crop[None].astype(np.float32) / 255.0)
+    np.testing.assert_allclose(celeb, face[0], atol=1e-5)  # position 1 is the celeb face in both readings
+    model.close()
+    assert own_mask.shape == (1, size, size)
+
+
+def write_face_clip(path: Path, frames: int) -> Path:
+    """An H.264 clip of the astronaut's face (320x240), drifting a pixel a frame."""
+    bgr = np.ascontiguousarray(skimage.data.astronaut()[:, :, ::-1])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"crf": "12", "preset": "ultrafast"}
+        for i in range(frames):
+            image = np.ascontiguousarray(bgr[10 + i : 250 + i, 64 + i : 384 + i])
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def decoded(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="bgr24") for f in container.decode(video=0)])
+
+
+def test_live_with_a_deepfacelab_dfm_records_a_swapped_video(tmp_path: Path) -> None:
+    frames = 8
+    clip = write_face_clip(tmp_path / "face.mp4", frames)
+    common = ["--source", str(clip), "--backend", "ort-cpu", "--frames", str(frames)]
+    swapped, plain = tmp_path / "swapped.mp4", tmp_path / "plain.mp4"
+    metrics = tmp_path / "m.json"
+    run = run_cli(
+        *common, "--model", str(FIXTURES / "df_64.dfm"), "--record", str(swapped), "--metrics-json", str(metrics)
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(metrics.read_text())["frames_processed"] == frames
+    run = run_cli(*common, "--no-swap", "--record", str(plain))
+    assert run.returncode == 0, run.stderr
+    a, b = decoded(swapped).astype(np.float32), decoded(plain).astype(np.float32)
+    assert a.shape == b.shape == (frames, 240, 320, 3)
+    diff = np.abs(a - b).mean(axis=(0, 3))  # (240, 320): where the swap painted
+    face = diff[60:180, 100:220]  # the astronaut's face sits about (160, 110) in every frame
+    assert face.mean() > 8.0, f"the face region barely changed ({face.mean():.1f} levels)"
+    assert diff[:, :40].mean() < 3.0 and diff[:, -40:].mean() < 3.0  # the frame edges are the source's (~1)
