@@ -141,6 +141,20 @@ def test_any_batch_size(loaded: dict[tuple[str, Backend], SwapModel], name: str,
     np.testing.assert_allclose(faces[:2], want, atol=TOL)
 
 
+def test_tf2onnx_morph_graph_compiles_without_graph_breaks() -> None:
+    """tf2onnx's shape arithmetic for the morph slice (Squeeze, Cast int32, Equal, Concat) stays on the host."""
+    import torch
+
+    from realtime_swap.infer.onnx_torch import OnnxModule, host_scalar
+
+    module = OnnxModule(onnx.load(str(FIXTURES / "amp_64.dfm")), "amp_64.dfm").eval()
+    ref = reference("amp_64")
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(module)(torch.from_numpy(ref["in_face"]), host_scalar(0.5))
+    assert explanation.graph_break_count == 0
+    assert explanation.graph_count == 1
+
+
 def deepfacelive_convert(path: Path, crop: np.ndarray, morph: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
     """What DeepFaceLive's ``DFMModel`` does with a file: in_face* first input (its H, W the resolution), an
     optional morph_value* second input, the uint8 crop /255, outputs unpacked by position, and the two masks
