@@ -76,12 +76,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     backends = [Backend(b.strip()) for b in args.backends.split(",")]
-    print(f"{'fixture':<10} {'backend':<8} {'load ms':>8} {'ms/face':>8} {'max |diff|':>11}")
+    print(f"{'fixture':<12} {'backend':<8} {'load ms':>8} {'ms/face':>8} {'max |diff|':>11}")
     for path in sorted(FIXTURES.glob("*.dfm")):
         for backend in backends:
             r = measure(path, backend, args)
             print(
-                f"{path.stem:<10} {backend.value:<8} {r['load_ms']:8.1f} {r['ms_per_face']:8.2f} {r['max_diff']:11.2e}"
+                f"{path.stem:<12} {backend.value:<8} {r['load_ms']:8.1f} {r['ms_per_face']:8.2f} {r['max_diff']:11.2e}"
             )
 
 

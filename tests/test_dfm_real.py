@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dfm"
 # name -> (resolution, takes morph_value:0)
-CASES = {"df_64": (64, False), "liae_32": (32, False), "amp_64": (64, True)}
+CASES = {"df_64": (64, False), "liae_32": (32, False), "liae_udt_64": (64, False), "amp_64": (64, True)}
 BACKENDS = (Backend.ORT_CPU, Backend.TORCH)
 OUTPUTS = (OUT_FACE_MASK, OUT_CELEB_FACE, OUT_CELEB_MASK)  # DeepFaceLab's order; DeepFaceLive unpacks by position
 TOL = 1e-4
