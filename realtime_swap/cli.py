@@ -155,6 +155,7 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.tracker import FaceSelection
     from realtime_swap.sinks.network import StreamEncoder
+    from realtime_swap.swap.model import FaceMask
     from realtime_swap.types import FaceType
 
     add_source_arguments(p)
@@ -198,6 +199,13 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--opacity", type=float, default=1.0, help="opacity of the swapped face in [0, 1]")
     c.add_argument("--sharpen", type=float, default=0.0, help="unsharp-mask amount on the swapped face")
     c.add_argument("--keep-mouth", action="store_true", help="keep the frame's own mouth interior (occlusions)")
+    c.add_argument(
+        "--mask",
+        choices=[m.value for m in FaceMask],
+        default=FaceMask.CELEB.value,
+        help="the model's mask bounding the paste: celeb (the swapped face's, default), frame (the frame face's), "
+        "both (their product: DeepFaceLive's default), mesh (none: the landmark mask alone)",
+    )
     c.add_argument(
         "--color-smoothing",
         type=float,
@@ -283,6 +291,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
     from realtime_swap.infer.session import Backend
     from realtime_swap.sinks.network import StreamEncoder
     from realtime_swap.sources import SourceSpec
+    from realtime_swap.swap.model import FaceMask
     from realtime_swap.types import FaceType
 
     return EngineConfig(
@@ -315,6 +324,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             sharpen=args.sharpen,
             keep_mouth=args.keep_mouth,
             morph=args.morph,
+            mask=FaceMask(args.mask),
             gpu_path=args.gpu_path,
             runtime=backend_options_from_args(args),
         ),

@@ -10,6 +10,7 @@ from realtime_swap.infer.session import Backend
 from realtime_swap.sinks.network import StreamEncoder, parse_stream_url
 from realtime_swap.sources import SourceSpec
 from realtime_swap.swap.backends import BackendOptions
+from realtime_swap.swap.model import FaceMask
 from realtime_swap.types import FaceType
 
 
@@ -64,7 +65,8 @@ class FaceSpec:
     face_type: override what the model says; detector/selection/max_faces/
     detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
     blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
-    constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); gpu_path: run
+    constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); mask: which learned
+    mask(s) bound the paste (``FaceMask``); gpu_path: run
     swap + colour + composite as one torch stage on a device ("off", "auto", "cuda", "cpu"); runtime: how the
     backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads, TensorRT batch and caches)."""
 
@@ -87,6 +89,7 @@ class FaceSpec:
     keep_mouth: bool = False
     color_smoothing_s: float = 0.25
     morph: float | None = None
+    mask: FaceMask = FaceMask.CELEB
     gpu_path: str = "off"
     runtime: BackendOptions = field(default_factory=BackendOptions)
 

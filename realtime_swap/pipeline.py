@@ -428,7 +428,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         )
     stages: list[Stage] = [
         DetectStage(targets=[(m.face_type, m.resolution) for m in models], tracker=tracking, mouth=f.keep_mouth),
-        SwapStage(models, morph=f.morph),
+        SwapStage(models, morph=f.morph, mask=f.mask),
         ComposeStage(
             erode_px=f.erode_px,
             blur_px=f.blur_px,

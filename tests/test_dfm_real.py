@@ -18,7 +18,7 @@ import skimage.data
 from conftest import ROOT, run_cli
 
 from realtime_swap.infer.session import Backend
-from realtime_swap.swap import ModelFormat, SwapModel
+from realtime_swap.swap import FaceMask, ModelFormat, SwapModel
 from realtime_swap.swap.model import DFM_INPUT, DFM_MORPH, OUT_CELEB_FACE, OUT_CELEB_MASK, OUT_FACE_MASK
 from realtime_swap.types import FaceType
 
@@ -229,3 +229,65 @@ def test_live_with_a_deepfacelab_dfm_records_a_swapped_video(tmp_path: Path) -> 
     face = diff[60:180, 100:220]  # the astronaut's face sits about (160, 110) in every frame
     assert face.mean() > 8.0, f"the face region barely changed ({face.mean():.1f} levels)"
     assert diff[:, :40].mean() < 3.0 and diff[:, -40:].mean() < 3.0  # the frame edges are the source's (~1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.value)
+def test_mask_rules(loaded: dict[tuple[str, Backend], SwapModel], backend: Backend) -> None:
+    """Each ``FaceMask`` is the product of the model outputs it names (DeepFaceLive's rule: both)."""
+    model = get(loaded, "liae_udt_64", backend)
+    ref = reference("liae_udt_64")
+    frame_mask, celeb_face, celeb_mask = (a[..., 0] if a.shape[-1] == 1 else a for a in expected(ref, None))
+    want = {
+        FaceMask.CELEB: celeb_mask,
+        FaceMask.FRAME: frame_mask,
+        FaceMask.BOTH: frame_mask * celeb_mask,
+        FaceMask.MESH: np.ones_like(celeb_mask),
+    }
+    assert set(want) == set(FaceMask)
+    for rule, mask in want.items():
+        faces, masks = model.swap(ref["in_face"], mask=rule)
+        np.testing.assert_allclose(faces, celeb_face, atol=TOL)
+        np.testing.assert_allclose(masks, mask, atol=TOL, err_msg=rule.value)
+    np.testing.assert_array_equal(model.swap(ref["in_face"])[1], model.swap(ref["in_face"], mask=FaceMask.CELEB)[1])
+
+
+def test_mask_option_reaches_the_swap_stages() -> None:
+    from realtime_swap.cli import _config_from_args, build_parser
+    from realtime_swap.gpu import GpuSwapComposeStage
+    from realtime_swap.pipeline import build_pipeline
+    from realtime_swap.swap.stage import SwapStage
+
+    parser, _ = build_parser()
+    for rule in FaceMask:  # the CLI's choices are the enum's values
+        assert _config_from_args(parser.parse_args(["live", "--mask", rule.value])).faces.mask is rule
+    assert _config_from_args(parser.parse_args(["live"])).faces.mask is FaceMask.CELEB
+    with pytest.raises(SystemExit):
+        parser.parse_args(["live", "--mask", "src"])
+    for extra, stage_type in (([], SwapStage), (["--gpu-path", "cpu"], GpuSwapComposeStage)):
+        args = ["live", "--model", str(FIXTURES / "amp_64.dfm"), "--null", "--mask", "both", *extra]
+        cfg = _config_from_args(parser.parse_args(args))
+        assert cfg.faces.mask is FaceMask.BOTH
+        pipeline, _ = build_pipeline(cfg)
+        stage = pipeline.stages[1]
+        assert isinstance(stage, stage_type) and stage.mask is FaceMask.BOTH
+        pipeline.source.close()
+        stage.close()
+
+
+def test_swap_stage_hands_on_the_chosen_mask() -> None:
+    from test_swap_stage import aligned_face, make_frame
+
+    from realtime_swap.stages import Controls
+    from realtime_swap.swap.stage import SwapStage
+
+    model = SwapModel.load(FIXTURES / "liae_32.dfm", Backend.ORT_CPU)
+    crop = aligned_face(0, 32).aligned
+    assert crop is not None
+    x = crop.image[None].astype(np.float32) / 255.0
+    frame_mask, _, celeb_mask = model.runner.run({DFM_INPUT: x}, list(OUTPUTS))
+    for rule, want in ((FaceMask.BOTH, frame_mask * celeb_mask), (FaceMask.FRAME, frame_mask)):
+        frame = SwapStage(model, mask=rule).process(make_frame([aligned_face(0, 32)]), Controls())
+        result = frame.faces[0].swapped
+        assert result is not None
+        np.testing.assert_allclose(result.mask, want[0, ..., 0], atol=1e-5)
+    model.close()
