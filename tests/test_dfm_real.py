@@ -291,3 +291,17 @@ def test_swap_stage_hands_on_the_chosen_mask() -> None:
         assert result is not None
         np.testing.assert_allclose(result.mask, want[0, ..., 0], atol=1e-5)
     model.close()
+
+
+def test_mask_rules_on_the_device_path(loaded: dict[tuple[str, Backend], SwapModel]) -> None:
+    """The torch-device path (CUDA tensors in, out) binds one buffer per mask output; its arithmetic, run here on
+    the CPU torch backend, matches the host path's."""
+    import torch
+
+    model = get(loaded, "liae_udt_64", Backend.TORCH)
+    x = reference("liae_udt_64")["in_face"]
+    for rule in FaceMask:
+        faces, masks = model._swap_device_torch(torch.from_numpy(x), {}, rule)
+        want_faces, want_masks = model.swap(x, mask=rule)
+        np.testing.assert_allclose(faces.numpy(), want_faces, atol=1e-6)
+        np.testing.assert_allclose(masks.numpy(), want_masks, atol=1e-6, err_msg=rule.value)
