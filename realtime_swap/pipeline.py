@@ -390,6 +390,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.stage import DetectStage
     from realtime_swap.detect.tracker import FaceSelection, TrackerOptions
+    from realtime_swap.infer.session import ORT_PROVIDER, Backend
     from realtime_swap.swap.model import SwapModel
     from realtime_swap.swap.stage import SwapStage
     from realtime_swap.types import FaceType
@@ -400,7 +401,8 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         detect_every=f.detect_every,
         max_faces=f.max_faces,
         selection=FaceSelection(f.selection),
-        backend=f.backend,
+        # The detectors are ONNX Runtime models: a swap backend outside it (torch, tensorrt) leaves them on auto.
+        backend=f.backend if f.backend in ORT_PROVIDER else Backend.AUTO,
     )
     path = f.model or default_model_path()
     if path is None and f.extra_models:

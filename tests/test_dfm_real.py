@@ -211,24 +211,32 @@ def decoded(path: Path) -> np.ndarray:
 
 
 def test_live_with_a_deepfacelab_dfm_records_a_swapped_video(tmp_path: Path) -> None:
+    """``live --model F.dfm`` on a face clip: DF on ort-cpu, and AMP on torch with DeepFaceLive's mask rule."""
     frames = 8
     clip = write_face_clip(tmp_path / "face.mp4", frames)
-    common = ["--source", str(clip), "--backend", "ort-cpu", "--frames", str(frames)]
-    swapped, plain = tmp_path / "swapped.mp4", tmp_path / "plain.mp4"
-    metrics = tmp_path / "m.json"
-    run = run_cli(
-        *common, "--model", str(FIXTURES / "df_64.dfm"), "--record", str(swapped), "--metrics-json", str(metrics)
-    )
-    assert run.returncode == 0, run.stderr
-    assert json.loads(metrics.read_text())["frames_processed"] == frames
+    common = ["--source", str(clip), "--frames", str(frames)]
+    plain = tmp_path / "plain.mp4"
     run = run_cli(*common, "--no-swap", "--record", str(plain))
     assert run.returncode == 0, run.stderr
-    a, b = decoded(swapped).astype(np.float32), decoded(plain).astype(np.float32)
-    assert a.shape == b.shape == (frames, 240, 320, 3)
-    diff = np.abs(a - b).mean(axis=(0, 3))  # (240, 320): where the swap painted
-    face = diff[60:180, 100:220]  # the astronaut's face sits about (160, 110) in every frame
-    assert face.mean() > 8.0, f"the face region barely changed ({face.mean():.1f} levels)"
-    assert diff[:, :40].mean() < 3.0 and diff[:, -40:].mean() < 3.0  # the frame edges are the source's (~1)
+    source = decoded(plain).astype(np.float32)
+    assert source.shape == (frames, 240, 320, 3)
+    runs = {
+        "df_64": ["--backend", "ort-cpu"],
+        "amp_64": ["--backend", "torch", "--mask", "both", "--morph", "0.5"],
+    }
+    for name, options in runs.items():
+        swapped, metrics = tmp_path / f"{name}.mp4", tmp_path / f"{name}.json"
+        model = str(FIXTURES / f"{name}.dfm")
+        run = run_cli(*common, *options, "--model", model, "--record", str(swapped), "--metrics-json", str(metrics))
+        assert run.returncode == 0, run.stderr
+        assert json.loads(metrics.read_text())["frames_processed"] == frames
+        result = decoded(swapped).astype(np.float32)
+        assert result.shape == source.shape
+        diff = np.abs(result - source).mean(axis=(0, 3))  # (240, 320): where the swap painted
+        face = diff[60:180, 100:220]  # the astronaut's face sits about (160, 110) in every frame
+        assert face.mean() > 5.0, f"{name}: the face region barely changed ({face.mean():.1f} levels)"
+        edges = diff[:, :40].mean(), diff[:, -40:].mean()
+        assert max(edges) < 3.0, f"{name}: the frame edges changed {edges}"  # the source's, up to coding noise
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.value)
@@ -305,3 +313,22 @@ def test_mask_rules_on_the_device_path(loaded: dict[tuple[str, Backend], SwapMod
         want_faces, want_masks = model.swap(x, mask=rule)
         np.testing.assert_allclose(faces.numpy(), want_faces, atol=1e-6)
         np.testing.assert_allclose(masks.numpy(), want_masks, atol=1e-6, err_msg=rule.value)
+
+
+@pytest.mark.parametrize(("backend", "detectors"), [("torch", Backend.AUTO), ("ort-cpu", Backend.ORT_CPU)])
+def test_a_swap_backend_outside_onnx_runtime_leaves_the_detectors_on_auto(backend: str, detectors: Backend) -> None:
+    """``live --backend torch`` once failed in the detect stage: the detectors (ONNX Runtime models) were handed
+    the swap model's backend."""
+    from realtime_swap.cli import _config_from_args, build_parser
+    from realtime_swap.detect.stage import DetectStage
+    from realtime_swap.pipeline import build_pipeline
+
+    parser, _ = build_parser()
+    argv = ["live", "--model", str(FIXTURES / "df_64.dfm"), "--backend", backend, "--null"]
+    cfg = _config_from_args(parser.parse_args(argv))
+    pipeline, _ = build_pipeline(cfg)
+    detect, swap = pipeline.stages[:2]
+    assert isinstance(detect, DetectStage) and detect.tracker.options.backend is detectors
+    assert swap.model.backend is Backend(backend)  # type: ignore[attr-defined]
+    pipeline.source.close()
+    swap.close()
