@@ -332,3 +332,71 @@ def test_a_swap_backend_outside_onnx_runtime_leaves_the_detectors_on_auto(backen
     assert swap.model.backend is Backend(backend)  # type: ignore[attr-defined]
     pipeline.source.close()
     swap.close()
+
+
+def _opset12_graph() -> bytes:
+    """tf2onnx's opset-12 forms that the fixtures do not reach: Pad with pads/value inputs, Split with a ``split``
+    attribute, Squeeze/Unsqueeze with ``axes`` attributes, Resize (nearest asymmetric/floor by scales, as
+    tf.image.resize_nearest_neighbor; linear half_pixel by sizes, as resize_bilinear with half_pixel_centers),
+    ReduceMean with ``axes``, a Transpose chain and Identity outputs. In (N,8,8,3), out (N,20,20,1) and (N,12,12,3).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "pad_value"),
+        numpy_helper.from_array(np.array([], np.float32), "roi"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+        numpy_helper.from_array(np.array([1, 3, 12, 12], np.int64), "sizes"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["in_face:0"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Pad", ["nchw", "pads", "pad_value"], ["padded"], mode="constant"),
+        helper.make_node("Split", ["padded"], ["a", "b"], axis=1, split=[1, 2]),
+        helper.make_node("Squeeze", ["a"], ["a2"], axes=[1]),
+        helper.make_node("Unsqueeze", ["a2"], ["a3"], axes=[1]),
+        helper.make_node("Concat", ["b", "a3"], ["joined"], axis=1),
+        helper.make_node(
+            "Resize", ["joined", "roi", "scales"], ["up"], mode="nearest",
+            coordinate_transformation_mode="asymmetric", nearest_mode="floor",
+        ),
+        helper.make_node("ReduceMean", ["up"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Transpose", ["mean"], ["t1"], perm=[0, 2, 3, 1]),
+        helper.make_node("Transpose", ["t1"], ["t2"], perm=[0, 2, 1, 3]),
+        helper.make_node("Transpose", ["t2"], ["t3"], perm=[0, 2, 1, 3]),
+        helper.make_node("Identity", ["t3"], ["out_a"]),
+        helper.make_node(
+            "Resize", ["joined", "roi", "roi", "sizes"], ["lin"], mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        ),
+        helper.make_node("Transpose", ["lin"], ["out_b"], perm=[0, 2, 3, 1]),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "tf2onnx_opset12_forms",
+        [helper.make_tensor_value_info("in_face:0", TensorProto.FLOAT, ["unk__1", 8, 8, 3])],
+        [
+            helper.make_tensor_value_info("out_a", TensorProto.FLOAT, ["unk__2", 20, 20, 1]),
+            helper.make_tensor_value_info("out_b", TensorProto.FLOAT, ["unk__3", 12, 12, 3]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], producer_name="tf2onnx")
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def test_torch_converter_reads_tf2onnx_opset12_forms() -> None:
+    import torch
+
+    from realtime_swap.infer.onnx_torch import OnnxModule
+
+    data = _opset12_graph()
+    x = np.random.default_rng(0).random((1, 8, 8, 3), np.float32)
+    want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"in_face:0": x})
+    with torch.inference_mode():
+        got = OnnxModule(onnx.load_from_string(data), "opset12").eval()(torch.from_numpy(x))
+    for g, w in zip(got, want, strict=True):
+        assert tuple(g.shape) == w.shape
+        np.testing.assert_allclose(g.numpy(), w, atol=1e-5)
