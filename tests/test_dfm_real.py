@@ -1,5 +1,6 @@
 """DFMs made the way DeepFaceLab makes them (TF1 NCHW graphs through tf2onnx at opset 12, tests/fixtures/dfm):
-recognised, run on ort-cpu and torch against TensorFlow's own outputs, morph, and a live run that swaps."""
+recognised, run on ort-cpu and torch against TensorFlow's own outputs, morph, DeepFaceLive's loader and mask
+rules (``--mask``), tf2onnx's opset-12 forms in the ONNX→torch converter, and live runs that swap."""
 
 from __future__ import annotations
 
