@@ -180,7 +180,23 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
         "--select",
         choices=[m.value for m in FaceSelection],
         default=FaceSelection.LARGEST.value,
-        help="which faces to swap when there are more than --max-faces",
+        help="which faces to swap when there are more than --max-faces (reference: only the person of "
+        "--reference, the others left untouched)",
+    )
+    f.add_argument(
+        "--reference",
+        type=Path,
+        action="append",
+        metavar="PHOTO",
+        help="--select reference: a photo (its largest face), image folder or faceset of the person to swap; "
+        'repeatable (needs the identity extra: pip install -e ".[identity]")',
+    )
+    f.add_argument(
+        "--reference-every",
+        type=positive_int,
+        default=30,
+        help="--select reference: check a tracked face's identity every N frames, and when its track starts "
+        "(one check costs ~100 ms of CPU; default 30)",
     )
     f.add_argument("--max-faces", type=positive_int, default=1, help="faces swapped per frame (default 1)")
     f.add_argument("--detect-every", type=positive_int, default=5, help="full detection every N frames")
@@ -314,6 +330,8 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             selection=args.select,
             max_faces=args.max_faces,
             detect_every=args.detect_every,
+            reference=tuple(args.reference or ()),
+            reference_every=args.reference_every,
             color=args.color,
             color_amount=args.color_amount,
             color_smoothing_s=args.color_smoothing,

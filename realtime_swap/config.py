@@ -63,7 +63,9 @@ class FaceSpec:
     """The face stages. swap: False is the pass-through mode (capture → output); model: a swap model (ONNX
     or DFM; None: the shipped default); extra_models: more models to switch to while running (model_index 1..);
     face_type: override what the model says; detector/selection/max_faces/
-    detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
+    detect_every: how faces are found and followed; reference/reference_every: the photos, image folders
+    or facesets of the person ``selection="reference"`` swaps, how often (frames) a face's identity is checked;
+    color/color_amount: colour transfer; blend, erode_px,
     blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
     constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); mask: which learned
     mask(s) bound the paste (``FaceMask``); gpu_path: run
@@ -79,6 +81,8 @@ class FaceSpec:
     selection: str = "largest"
     max_faces: int = 1
     detect_every: int = 5
+    reference: tuple[Path, ...] = ()
+    reference_every: int = 30
     color: str = "rct"
     color_amount: float = 1.0
     blend: str = "alpha"
@@ -98,6 +102,10 @@ class FaceSpec:
             raise ConfigError(f"--max-faces must be >= 1, got {self.max_faces}")
         if self.detect_every < 1:
             raise ConfigError(f"--detect-every must be >= 1, got {self.detect_every}")
+        if self.reference_every < 1:
+            raise ConfigError(f"--reference-every must be >= 1, got {self.reference_every}")
+        if self.selection == "reference" and not self.reference:
+            raise ConfigError("--select reference needs --reference PHOTO (a photo, image folder or faceset)")
         for name, value in (("--color-amount", self.color_amount), ("--opacity", self.opacity)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {value}")

@@ -396,11 +396,24 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     from realtime_swap.types import FaceType
 
     f = cfg.faces
+    reference = None
+    if FaceSelection(f.selection) is FaceSelection.REFERENCE:
+        from realtime_swap.detect.identity import identity_available, load_reference
+
+        ok, why = identity_available()
+        if not ok:
+            raise ConfigError(f"--select reference: {why}")
+        reference = load_reference(f.reference)
+        notices.append(
+            f"--select reference: {len(reference.names)} reference face(s), checked every {f.reference_every} frames"
+        )
     tracking = TrackerOptions(
         detector=BlazeFaceModel(f.detector),
         detect_every=f.detect_every,
         max_faces=f.max_faces,
         selection=FaceSelection(f.selection),
+        reference=reference,
+        reference_every=f.reference_every,
         # The detectors are ONNX Runtime models: a swap backend outside it (torch, tensorrt) leaves them on auto.
         backend=f.backend if f.backend in ORT_PROVIDER else Backend.AUTO,
     )
