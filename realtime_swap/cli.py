@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "realtime_swap.train.command",
     "export.command",
     "realtime_swap.bench",
+    "realtime_swap.quality.command",
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 GPU_PATH_CHOICES = ("off", "auto", "cuda", "cpu")

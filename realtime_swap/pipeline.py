@@ -462,6 +462,14 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     return stages
 
 
+def build_face_stages(cfg: EngineConfig) -> tuple[list[Stage], Controls, list[str]]:
+    """The face stages of ``cfg`` alone (no source, no outputs), their controls and notices: for offline tools
+    that run the live stages over frames themselves (``quality``)."""
+    notices: list[str] = []
+    controls = Controls(color_mode=cfg.faces.color)
+    return _face_stages(cfg, controls, notices), controls, notices
+
+
 def _sinks(
     cfg: EngineConfig, controls: Controls, live_source: bool, notices: list[str]
 ) -> tuple[list[Sink], float | None]:
