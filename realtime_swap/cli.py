@@ -221,7 +221,8 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
         choices=[m.value for m in FaceMask],
         default=FaceMask.CELEB.value,
         help="the model's mask bounding the paste: celeb (the swapped face's, default), frame (the frame face's), "
-        "both (their product: DeepFaceLive's default), mesh (none: the landmark mask alone)",
+        "both (their product: DeepFaceLive's default), mesh (none: the landmark mask alone); each times the "
+        "landmark hull, but dfl (both, without the hull: DeepFaceLive's paste exactly)",
     )
     c.add_argument(
         "--color-smoothing",

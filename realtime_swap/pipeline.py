@@ -442,7 +442,12 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             f"{len(models)} swap models loaded ({', '.join(controls.model_names)}): Tab / 1-9 in the window switch"
         )
     stages: list[Stage] = [
-        DetectStage(targets=[(m.face_type, m.resolution) for m in models], tracker=tracking, mouth=f.keep_mouth),
+        DetectStage(
+            targets=[(m.face_type, m.resolution) for m in models],
+            tracker=tracking,
+            mask=f.mask.uses_hull,
+            mouth=f.keep_mouth,
+        ),
         SwapStage(models, morph=f.morph, mask=f.mask),
         ComposeStage(
             erode_px=f.erode_px,

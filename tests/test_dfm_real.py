@@ -251,6 +251,7 @@ def test_mask_rules(loaded: dict[tuple[str, Backend], SwapModel], backend: Backe
         FaceMask.FRAME: frame_mask,
         FaceMask.BOTH: frame_mask * celeb_mask,
         FaceMask.MESH: np.ones_like(celeb_mask),
+        FaceMask.DFL: frame_mask * celeb_mask,
     }
     assert set(want) == set(FaceMask)
     for rule, mask in want.items():
@@ -262,6 +263,7 @@ def test_mask_rules(loaded: dict[tuple[str, Backend], SwapModel], backend: Backe
 
 def test_mask_option_reaches_the_swap_stages() -> None:
     from realtime_swap.cli import _config_from_args, build_parser
+    from realtime_swap.detect.stage import DetectStage
     from realtime_swap.gpu import GpuSwapComposeStage
     from realtime_swap.pipeline import build_pipeline
     from realtime_swap.swap.stage import SwapStage
@@ -281,6 +283,14 @@ def test_mask_option_reaches_the_swap_stages() -> None:
         assert isinstance(stage, stage_type) and stage.mask is FaceMask.BOTH
         pipeline.source.close()
         stage.close()
+    for rule in FaceMask:  # the landmark hull bounds every rule's paste but dfl's
+        args = ["live", "--model", str(FIXTURES / "amp_64.dfm"), "--null", "--mask", rule.value]
+        pipeline, _ = build_pipeline(_config_from_args(parser.parse_args(args)))
+        detect = pipeline.stages[0]
+        assert isinstance(detect, DetectStage) and detect.mask is (rule is not FaceMask.DFL), rule.value
+        pipeline.source.close()
+        for stage in pipeline.stages:
+            stage.close()
 
 
 def test_swap_stage_hands_on_the_chosen_mask() -> None:

@@ -49,14 +49,21 @@ class FaceMask(str, enum.Enum):
     CELEB: ``out_celeb_face_mask``, the swapped face's own mask (the default); FRAME: ``out_face_mask``, the
     model's mask of the frame's face (DeepFaceLive's "source"); BOTH: their product, DeepFaceLive's default
     (SRC_M_CELEB): the paste covers only where the model sees a face in the frame and in its output; MESH: no learned
-    mask (all ones), so the landmark mask alone bounds the paste. The landmark mask, where the detector made one,
-    multiplies every choice (``realtime_swap.blend.combine_masks``).
+    mask (all ones), so the landmark mask alone bounds the paste. The landmark (FaceMesh hull) mask multiplies
+    every choice (``realtime_swap.blend.combine_masks``) but DFL: the product of both learned masks alone, without
+    the hull, as DeepFaceLive pastes (it has no FaceMesh hull).
     """
 
     CELEB = "celeb"
     FRAME = "frame"
     BOTH = "both"
     MESH = "mesh"
+    DFL = "dfl"
+
+    @property
+    def uses_hull(self) -> bool:
+        """Whether the landmark hull mask bounds the paste too (every rule but DFL)."""
+        return self is not FaceMask.DFL
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -66,6 +73,7 @@ class FaceMask(str, enum.Enum):
             FaceMask.FRAME: (OUT_FACE_MASK,),
             FaceMask.BOTH: (OUT_FACE_MASK, OUT_CELEB_MASK),
             FaceMask.MESH: (),
+            FaceMask.DFL: (OUT_FACE_MASK, OUT_CELEB_MASK),
         }[self]
 
 
