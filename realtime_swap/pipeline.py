@@ -41,6 +41,12 @@ _END = object()  # end-of-stream marker that travels behind the last frame
 _POLL_S = 0.05
 
 
+def face_counts(frame: Frame) -> tuple[int, int]:
+    """(faces found, faces swapped and pasted) in a frame that went through the stages."""
+    swapped = sum(f.swapped is not None for f in frame.faces) if frame.swapped else 0
+    return len(frame.faces), swapped
+
+
 class DropPolicy(str, enum.Enum):
     """What capture does when the engine is behind: replace the pending frame (live) or wait (files)."""
 
@@ -125,6 +131,8 @@ class Pipeline:
         self._stopped_by = "end"
         self._capture_stuck = False
         self.unavailable: list[str] = []  # outputs left out at open (SinkUnavailableError), with the reason
+        # frames with a face, frames swapped, faces found, faces swapped (over output frames; the report's extra)
+        self._faces = [0, 0, 0, 0]
 
     # -- control -------------------------------------------------------------------------------------------
     def stop(self, reason: str = "stop") -> None:
@@ -251,6 +259,10 @@ class Pipeline:
                 item.timings["output"] = ms
                 self.metrics.stage("output", ms)
                 self.metrics.output(item.t_capture)
+                found, swapped = face_counts(item)
+                self._faces = [
+                    a + b for a, b in zip(self._faces, (found > 0, swapped > 0, found, swapped), strict=True)
+                ]
         except _Aborted:
             return
         except BaseException as exc:
@@ -295,6 +307,14 @@ class Pipeline:
         report = self.metrics.report(self.queue_size, self._stopped_by)
         outputs = {sink.name: sink.stats() for sink in opened}
         report.extra["outputs"] = {name: stats for name, stats in outputs.items() if stats}
+        with_face, swapped_frames, found, swapped = self._faces
+        frames = max(report.frames_processed, 1)
+        report.extra["faces"] = {
+            "frames_with_face": with_face,
+            "frames_swapped": swapped_frames,
+            "found_per_frame": found / frames,
+            "swapped_per_frame": swapped / frames,
+        }
         if self.unavailable:
             report.extra["outputs_unavailable"] = list(self.unavailable)
         return report
