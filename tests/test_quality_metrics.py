@@ -13,6 +13,7 @@ from realtime_swap.quality.metrics import (
     landmark_static_rms,
     masked_ssim,
     seam_energy,
+    skin_pixels,
 )
 
 
@@ -64,6 +65,21 @@ def test_delta_e_is_zero_for_a_matching_face_and_the_ciede2000_lightness_term_fo
     s_l = 1.0 + 0.015 * (mean_l - 50.0) ** 2 / np.sqrt(20.0 + (mean_l - 50.0) ** 2)  # CIEDE2000's S_L
     value = delta_e_to_ring(step, alpha)
     assert value == pytest.approx(abs(l_in - l_out) / s_l, rel=1e-6)
+
+
+def test_delta_e_ring_keeps_only_skin_pixels_when_asked() -> None:
+    alpha = _square()
+    region = alpha >= 0.5
+    image = np.full((160, 200, 3), (200, 60, 20), np.uint8)  # blue background (BGR)
+    image[region] = (110, 140, 200)  # a skin tone
+    image[30:130, 40:160][~region[30:130, 40:160]] = (120, 150, 205)  # a skin ring (neck, forehead) around it
+    skin = skin_pixels(image)
+    assert skin[region].all() and not skin[0, 0]
+    with_skin = delta_e_to_ring(image, alpha, skin)
+    assert with_skin is not None and with_skin < 5.0  # face vs the skin ring: close
+    everything = delta_e_to_ring(image, alpha)
+    assert everything is not None and everything > 2 * with_skin  # the blue background pulls the ring's mean away
+    assert delta_e_to_ring(image, alpha, np.zeros_like(skin)) is None  # no skin in the ring
 
 
 def _clip(frames: int = 8) -> list[np.ndarray]:

@@ -70,9 +70,22 @@ def _mean_lab(image: np.ndarray, where: np.ndarray) -> np.ndarray:
     return np.asarray(rgb2lab(pixels.reshape(-1, 1, 3)).reshape(-1, 3).mean(axis=0))
 
 
-def delta_e_to_ring(image: np.ndarray, alpha: np.ndarray) -> float | None:
+MIN_RING_PIXELS = 50
+"""Fewer skin pixels than this in the ring: no colour figure for the frame."""
+
+
+def skin_pixels(image: np.ndarray) -> np.ndarray:
+    """(H, W) bool: skin-coloured pixels by the classic YCrCb box (Cr 133-173, Cb 77-127; Chai & Ngan 1999)."""
+    ycrcb = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)
+    cr, cb = ycrcb[..., 1], ycrcb[..., 2]
+    return (cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)
+
+
+def delta_e_to_ring(image: np.ndarray, alpha: np.ndarray, skin: np.ndarray | None = None) -> float | None:
     """CIEDE2000 ΔE between the mean colour (CIELAB, D65) of the face region and that of the ring of frame
-    pixels ``RING_PX`` outside the mask edge. None when the region or the ring is empty in the frame."""
+    pixels ``RING_PX`` outside the mask edge — only its ``skin`` pixels when given (``skin_pixels`` of the
+    original frame: the ring then holds the neck, ears and forehead, not hair or background). None when the
+    region is empty or the ring has fewer than ``MIN_RING_PIXELS`` pixels."""
     from skimage.color import deltaE_ciede2000
 
     region = face_region(alpha)
@@ -81,8 +94,10 @@ def delta_e_to_ring(image: np.ndarray, alpha: np.ndarray) -> float | None:
     distance = _signed_distance(region)
     lo, hi = RING_PX
     ring = (distance <= -lo) & (distance >= -hi)
+    if skin is not None:
+        ring &= skin
     face = distance >= EDGE_BAND_PX  # off the feathered edge
-    if not ring.any() or not face.any():
+    if int(ring.sum()) < MIN_RING_PIXELS or not face.any():
         return None
     return float(deltaE_ciede2000(_mean_lab(image, face), _mean_lab(image, ring)))
 

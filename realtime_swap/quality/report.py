@@ -30,6 +30,7 @@ from realtime_swap.quality.metrics import (
     landmark_static_rms,
     masked_ssim,
     seam_energy,
+    skin_pixels,
 )
 from realtime_swap.stages import Stage
 from realtime_swap.types import Face, Frame
@@ -310,8 +311,9 @@ def _measure(
         series.identity_to_original.append(None)
         series.identity_to_source.append(None)
         return
-    series.delta_e.append(delta_e_to_ring(swapped_image, union))
-    series.delta_e_original.append(delta_e_to_ring(original, union))
+    skin = skin_pixels(original)
+    series.delta_e.append(delta_e_to_ring(swapped_image, union, skin))
+    series.delta_e_original.append(delta_e_to_ring(original, union, skin))
     series.seam.append(seam_energy(swapped_image, union))
     series.seam_original.append(seam_energy(original, union))
     thumbs.offer(frame.index, original, swapped_image, union)
