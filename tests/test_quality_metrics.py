@@ -8,6 +8,7 @@ import pytest
 
 from realtime_swap.quality.metrics import (
     FlickerAccumulator,
+    delta_e_between,
     delta_e_to_ring,
     landmark_jitter,
     landmark_static_rms,
@@ -65,6 +66,10 @@ def test_delta_e_is_zero_for_a_matching_face_and_the_ciede2000_lightness_term_fo
     s_l = 1.0 + 0.015 * (mean_l - 50.0) ** 2 / np.sqrt(20.0 + (mean_l - 50.0) ** 2)  # CIEDE2000's S_L
     value = delta_e_to_ring(step, alpha)
     assert value == pytest.approx(abs(l_in - l_out) / s_l, rel=1e-6)
+    # the same step between two whole images, over the face region: the swapped face vs the original face
+    assert delta_e_between(same, same, alpha) == pytest.approx(0.0, abs=1e-9)
+    brighter = np.full((160, 200, 3), 140, np.uint8)
+    assert delta_e_between(brighter, same, alpha) == pytest.approx(abs(l_in - l_out) / s_l, rel=1e-6)
 
 
 def test_delta_e_ring_keeps_only_skin_pixels_when_asked() -> None:

@@ -102,6 +102,21 @@ def delta_e_to_ring(image: np.ndarray, alpha: np.ndarray, skin: np.ndarray | Non
     return float(deltaE_ciede2000(_mean_lab(image, face), _mean_lab(image, ring)))
 
 
+def delta_e_between(a: np.ndarray, b: np.ndarray, alpha: np.ndarray) -> float | None:
+    """CIEDE2000 ΔE between the mean colours (CIELAB, D65) of two images over the same face region (off its
+    feathered edge): how far the swapped face's overall colour is from the original face's. None without a
+    region."""
+    from skimage.color import deltaE_ciede2000
+
+    region = face_region(alpha)
+    if not region.any():
+        return None
+    face = _signed_distance(region) >= EDGE_BAND_PX
+    if not face.any():
+        return None
+    return float(deltaE_ciede2000(_mean_lab(a, face), _mean_lab(b, face)))
+
+
 @dataclass
 class FlickerAccumulator:
     """Temporal flicker inside the face region, relative to the source clip's own over the same region.

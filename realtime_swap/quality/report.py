@@ -25,6 +25,7 @@ from realtime_swap.config import EngineConfig
 from realtime_swap.errors import ConfigError
 from realtime_swap.quality.metrics import (
     FlickerAccumulator,
+    delta_e_between,
     delta_e_to_ring,
     landmark_jitter,
     landmark_static_rms,
@@ -81,6 +82,7 @@ class _Series:
     flicker: list[float | None] = field(default_factory=list)
     delta_e: list[float | None] = field(default_factory=list)
     delta_e_original: list[float | None] = field(default_factory=list)
+    delta_e_face: list[float | None] = field(default_factory=list)
     seam: list[float | None] = field(default_factory=list)
     seam_original: list[float | None] = field(default_factory=list)
     identity_to_original: list[float | None] = field(default_factory=list)
@@ -306,7 +308,7 @@ def _measure(
     union = np.maximum.reduce([a for _, a in alphas]) if alphas else None
     series.flicker.append(flicker.add(original, swapped_image, union))
     if union is None:
-        for values in (series.delta_e, series.delta_e_original, series.seam, series.seam_original):
+        for values in (series.delta_e, series.delta_e_original, series.delta_e_face, series.seam, series.seam_original):
             values.append(None)
         series.identity_to_original.append(None)
         series.identity_to_source.append(None)
@@ -314,6 +316,7 @@ def _measure(
     skin = skin_pixels(original)
     series.delta_e.append(delta_e_to_ring(swapped_image, union, skin))
     series.delta_e_original.append(delta_e_to_ring(original, union, skin))
+    series.delta_e_face.append(delta_e_between(swapped_image, original, union))
     series.seam.append(seam_energy(swapped_image, union))
     series.seam_original.append(seam_energy(original, union))
     thumbs.offer(frame.index, original, swapped_image, union)
@@ -408,7 +411,11 @@ def _summary(
         "flicker_ratio": flicker.ratio,
         "landmark_jitter_px": jitter,
         "landmark_static_rms_px": static,
-        "delta_e": {"swapped": _mean(series.delta_e), "original": _mean(series.delta_e_original)},
+        "delta_e": {
+            "swapped": _mean(series.delta_e),
+            "original": _mean(series.delta_e_original),
+            "to_original_face": _mean(series.delta_e_face),
+        },
         "seam_energy": {"swapped": _mean(series.seam), "original": _mean(series.seam_original)},
         "identity": identity,
         "reconstruction": reconstruction,
@@ -433,7 +440,14 @@ def _plot(series: _Series, path: Path) -> str:
     panels: list[tuple[str, list[tuple[str, Sequence[float | int | None]]]]] = [
         ("faces per frame", [("found", series.faces_found), ("swapped", series.faces_swapped)]),
         ("flicker ratio (pair)", [("swapped / source", series.flicker)]),
-        ("ΔE00 to the skin ring", [("swapped", series.delta_e), ("original", series.delta_e_original)]),
+        (
+            "ΔE00",
+            [
+                ("swapped to skin ring", series.delta_e),
+                ("original to skin ring", series.delta_e_original),
+                ("swapped to original face", series.delta_e_face),
+            ],
+        ),
         ("seam energy", [("swapped", series.seam), ("original", series.seam_original)]),
         ("identity distance", [("to original", series.identity_to_original), ("to source", series.identity_to_source)]),
     ]
