@@ -231,7 +231,13 @@ def main() -> int:
             results[f"{clip}:{name}"] = summary
             print(row(name, summary), flush=True)
             if clip == "static":
-                print(f"\nstatic clip: raw landmark RMS {_f(summary['landmark_static_rms_px'])} px", flush=True)
+                d = summary["flicker_mean_abs_diff"]
+                print(
+                    f"\nstatic clip: raw landmark RMS {_f(summary['landmark_static_rms_px'])} px; mean |Δ| between "
+                    f"consecutive frames in the face region: swapped {_f(d['swapped'])}, source {_f(d['original'])} "
+                    "levels",
+                    flush=True,
+                )
     if "reference" in only:
         print("\n### --select reference\n")
         for line in reference_figures(work):

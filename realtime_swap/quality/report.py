@@ -409,6 +409,10 @@ def _summary(
             "faces_swapped_per_frame": float(np.mean(series.faces_swapped)) if frames else 0.0,
         },
         "flicker_ratio": flicker.ratio,
+        "flicker_mean_abs_diff": {  # 0..255 levels per pixel and channel, mean over consecutive pairs
+            "swapped": flicker.swapped_sum / flicker.pairs if flicker.pairs else None,
+            "original": flicker.original_sum / flicker.pairs if flicker.pairs else None,
+        },
         "landmark_jitter_px": jitter,
         "landmark_static_rms_px": static,
         "delta_e": {
