@@ -5,9 +5,10 @@ and on a two-person stream.
 Clips (built here, seeded, into ``--work``):
 
 * ``demo``: the built-in demo source (scikit-image's astronaut cut-out moving and relit over a wall), 640x480;
-* ``clip``: scikit-image's full astronaut photo filmed by a virtual hand-held camera: a slow pan and zoom (1.0 to
-  1.35x), hand shake (±2 px, ±0.6°), a light level drift (±12 %) and sensor noise (σ 2 levels), encoded with
-  H.264 (crf 23) at 640x480, 30 fps — the shipped model's target person, but not its training framing;
+* ``clip``: scikit-image's full astronaut photo filmed by a virtual hand-held camera: a slow pan and zoom (1.4 to
+  1.8 frame px per photo px), hand shake (±2 px, ±0.6°), a light level drift (±12 %) and sensor noise (σ 2
+  levels), encoded with H.264 (crf 23) at 640x480, 30 fps — the shipped model's target person, but not its
+  training framing;
 * ``static``: the same photo, still, with sensor noise and H.264 only (landmark jitter is then raw error).
 
 The source identity (for the 'became the source' distance) is the shipped model's celeb: the crop of t1.jpg
@@ -60,14 +61,14 @@ def write_clip(path: Path, frames: int, moving: bool, seed: int = 0) -> Path:
         for i in range(frames):
             t = i / fps
             if moving:
-                zoom = 1.0 + 0.35 * (0.5 - 0.5 * math.cos(math.pi * i / max(frames - 1, 1)))
-                cx = 256 + 30 * math.sin(2 * math.pi * 0.1 * t) + rng.normal(0, 2.0)
-                cy = 230 + 15 * math.sin(2 * math.pi * 0.07 * t) + rng.normal(0, 2.0)
+                zoom = 1.0 + 0.3 * (0.5 - 0.5 * math.cos(math.pi * i / max(frames - 1, 1)))
+                cx = 225 + 30 * math.sin(2 * math.pi * 0.1 * t) + rng.normal(0, 2.0)
+                cy = 165 + 15 * math.sin(2 * math.pi * 0.07 * t) + rng.normal(0, 2.0)
                 angle = 3.0 * math.sin(2 * math.pi * 0.13 * t) + rng.normal(0, 0.6)
                 gain = 1.0 + 0.12 * math.sin(2 * math.pi * 0.2 * t)
             else:
-                zoom, cx, cy, angle, gain = 1.0, 256.0, 230.0, 0.0, 1.0
-            scale = zoom * height / 512 * 1.6
+                zoom, cx, cy, angle, gain = 1.0, 225.0, 165.0, 0.0, 1.0
+            scale = zoom * 1.4  # photo px -> frame px: the face (~100 px in the photo) 140 to 180 px wide
             m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
             m[:, 2] += (width / 2 - cx, height / 2 - cy)
             image = cv2.warpAffine(photo, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
