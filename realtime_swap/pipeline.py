@@ -42,8 +42,9 @@ _POLL_S = 0.05
 
 
 def face_counts(frame: Frame) -> tuple[int, int]:
-    """(faces found, faces swapped and pasted) in a frame that went through the stages."""
-    swapped = sum(f.swapped is not None for f in frame.faces) if frame.swapped else 0
+    """(faces found, faces swapped and pasted) in a frame that went through the stages. Both blend paths (the
+    compose stage and the fused GPU stage) paste every face that has an aligned crop once a frame is swapped."""
+    swapped = sum(f.aligned is not None for f in frame.faces) if frame.swapped else 0
     return len(frame.faces), swapped
 
 
