@@ -166,3 +166,21 @@ def test_select_reference_live_swaps_only_the_reference_person(tmp_path: Path) -
     pipeline.run()
     # the demo's two actors: the astronaut on the left half, Tom Hanks on the right
     assert len(swapped_x) == 12 and all(len(xs) == 1 and xs[0] < 320 for xs in swapped_x), swapped_x
+
+
+def test_a_faceset_is_a_reference_too(embedder: identity.FaceEmbedder, tmp_path: Path) -> None:
+    from realtime_swap.train.extract import ExtractOptions, FaceExtractor, Frame
+    from realtime_swap.types import FaceType
+
+    photo = cv2.imread(str(_astronaut_photo(tmp_path)))
+    extractor = FaceExtractor(ExtractOptions(resolution=128, face_type=FaceType.WHOLE_FACE, max_faces=1))
+    frames = [Frame(photo, "astronaut", 0), Frame(cv2.flip(photo, 1), "mirrored", 0)]
+    with extractor.open_writer(tmp_path / "faceset") as writer:
+        extractor.extract(frames, writer, progress=False)
+    from_faceset = identity.load_reference([tmp_path / "faceset"], embedder)
+    assert len(from_faceset.names) == 2  # one descriptor per crop, boxed by the crop's landmarks
+    from_photo = identity.load_reference([tmp_path / "astronaut.png"], embedder)
+    assert from_faceset.distance(from_photo.embeddings[0]) < SAME_PERSON_DISTANCE
+    group = insightface_image("t1.jpg")
+    stranger = FaceAnalyzer(AnalyzerOptions(detector=BlazeFaceModel.FULL_RANGE)).analyze(group)[0]
+    assert from_faceset.distance(embedder.embed(group, stranger.box)) > SAME_PERSON_DISTANCE
