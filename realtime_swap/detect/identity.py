@@ -4,13 +4,13 @@ dlib's model (``dlib_face_recognition_resnet_model_v1.dat``, CC0, shipped by the
 package; the runtime from ``dlib-bin``) maps a face to a 128-d descriptor; the Euclidean distance between two
 descriptors is small for one person and large for two. dlib's own threshold is 0.6. Issue #13's trial on 150 px
 FULL-face crops found one person across a talking-head clip at 0.23-0.48 and different people at 0.61-1.01,
-hence ``SAME_PERSON_DISTANCE`` = 0.55, between the two. Measured here (tests/test_identity.py): the demo's moving,
-relit astronaut 0.10-0.12 from her photo; the six people of insightface's t1.jpg and the astronaut 0.65-0.89
-from each other.
+hence ``SAME_PERSON_DISTANCE`` = 0.55, between the two. Measured here once (tests/test_identity.py asserts the
+threshold separates them): the demo's moving, relit astronaut 0.10-0.12 from her photo; the six people of
+insightface's t1.jpg and the astronaut 0.65-0.89 from each other.
 
 The descriptor needs dlib's 5-point shape on the face: the 5-point predictor runs inside the face's box (a
-FaceMesh landmark box, frame px), then dlib aligns its own 150 px chip. One embedding costs about 80-100 ms on
-one core of the project's CPU: callers run it when a track starts or every N frames, never per frame.
+FaceMesh landmark box, frame px), then dlib aligns its own 150 px chip. One embedding took 77-86 ms per face on
+the project's 2-core CPU: callers run it when a track starts or every N frames, never per frame.
 """
 
 from __future__ import annotations
