@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "realtime_swap.train.make_model",
     "export.command",
     "realtime_swap.bench.command",
+    "realtime_swap.quality.command",
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
@@ -177,6 +178,7 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     from realtime_swap.detect.blazeface import BlazeFaceModel
     from realtime_swap.detect.tracker import FaceSelection
     from realtime_swap.sinks.stream_url import StreamEncoder
+    from realtime_swap.swap.model import FaceMask
     from realtime_swap.types import FaceType
 
     add_source_arguments(p)
@@ -208,7 +210,23 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
         "--select",
         choices=[m.value for m in FaceSelection],
         default=FaceSelection.LARGEST.value,
-        help="which faces to swap when there are more than --max-faces",
+        help="which faces to swap when there are more than --max-faces (reference: only the person of "
+        "--reference, the others left untouched)",
+    )
+    f.add_argument(
+        "--reference",
+        type=Path,
+        action="append",
+        metavar="PHOTO",
+        help="--select reference: a photo (its largest face), image folder or faceset of the person to swap; "
+        'repeatable (needs the identity extra: pip install -e ".[identity]")',
+    )
+    f.add_argument(
+        "--reference-every",
+        type=positive_int,
+        default=30,
+        help="--select reference: check a tracked face's identity every N frames, and when its track starts "
+        "(one check costs ~100 ms of CPU; default 30)",
     )
     f.add_argument("--max-faces", type=positive_int, default=1, help="faces swapped per frame (default 1)")
     f.add_argument("--detect-every", type=positive_int, default=5, help="full detection every N frames")
@@ -227,6 +245,14 @@ def _add_live_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--opacity", type=float, default=1.0, help="opacity of the swapped face in [0, 1]")
     c.add_argument("--sharpen", type=float, default=0.0, help="unsharp-mask amount on the swapped face")
     c.add_argument("--keep-mouth", action="store_true", help="keep the frame's own mouth interior (occlusions)")
+    c.add_argument(
+        "--mask",
+        choices=[m.value for m in FaceMask],
+        default=FaceMask.CELEB.value,
+        help="the model's mask bounding the paste: celeb (the swapped face's, default), frame (the frame face's), "
+        "both (their product: DeepFaceLive's default), mesh (none: the landmark mask alone); each times the "
+        "landmark hull, but dfl (both, without the hull: DeepFaceLive's paste exactly)",
+    )
     c.add_argument(
         "--color-smoothing",
         type=float,
@@ -324,6 +350,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
     from realtime_swap.infer.session import Backend
     from realtime_swap.sinks.stream_url import StreamEncoder
     from realtime_swap.sources import SourceSpec
+    from realtime_swap.swap.model import FaceMask
     from realtime_swap.types import FaceType
 
     return EngineConfig(
@@ -350,6 +377,8 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             selection=FaceSelection(args.select),
             max_faces=args.max_faces,
             detect_every=args.detect_every,
+            reference=tuple(args.reference or ()),
+            reference_every=args.reference_every,
             color=ColorMode(args.color),
             color_amount=args.color_amount,
             color_smoothing_s=args.color_smoothing,
@@ -360,6 +389,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             sharpen=args.sharpen,
             keep_mouth=args.keep_mouth,
             morph=args.morph,
+            mask=FaceMask(args.mask),
             gpu_path=GpuPath(args.gpu_path),
             runtime=backend_options_from_args(args),
         ),

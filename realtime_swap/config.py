@@ -18,6 +18,7 @@ from realtime_swap.infer.session import Backend
 from realtime_swap.sinks.stream_url import StreamEncoder, parse_stream_url
 from realtime_swap.sources import SourceSpec
 from realtime_swap.swap.backends import BackendOptions
+from realtime_swap.swap.model import FaceMask
 from realtime_swap.types import FaceType
 
 E = TypeVar("E", bound=enum.Enum)
@@ -85,14 +86,16 @@ class FaceSpec:
     """The face stages. swap: False is the pass-through mode (capture → output); model: a swap model (ONNX
     or DFM; None: the shipped default); extra_models: more models to switch to while running (model_index 1..);
     face_type: override what the model says; detector/selection/max_faces/
-    detect_every: how faces are found and followed; color/color_amount: colour transfer; blend, erode_px,
+    detect_every: how faces are found and followed; reference/reference_every: the photos, image folders
+    or facesets of the person ``selection="reference"`` swaps, how often (frames) a face's identity is checked;
+    color/color_amount: colour transfer; blend, erode_px,
     blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
-    constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); gpu_path: run
-    swap + colour + composite as one torch stage on a device (``GpuPath``); runtime: how the
-    backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads, TensorRT batch and caches);
-    models_dir: a folder searched first for the shipped models (``realtime_swap.model_files``; None: the rest).
-    Closed sets (detector, selection, color, blend, gpu_path) are their enums; a value is converted and checked
-    here, once."""
+    constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); mask: which learned
+    mask(s) bound the paste (``FaceMask``); gpu_path: run swap + colour + composite as one torch stage on a device
+    (``GpuPath``); runtime: how the backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads,
+    TensorRT batch and caches); models_dir: a folder searched first for the shipped models
+    (``realtime_swap.model_files``; None: the rest). Closed sets (detector, selection, color, blend, mask,
+    gpu_path) are their enums; a value is converted and checked here, once."""
 
     swap: bool = True
     model: Path | None = None
@@ -104,6 +107,8 @@ class FaceSpec:
     selection: FaceSelection = FaceSelection.LARGEST
     max_faces: int = 1
     detect_every: int = 5
+    reference: tuple[Path, ...] = ()
+    reference_every: int = 30
     color: ColorMode = ColorMode.RCT
     color_amount: float = 1.0
     blend: BlendMode = BlendMode.ALPHA
@@ -114,6 +119,7 @@ class FaceSpec:
     keep_mouth: bool = False
     color_smoothing_s: float = 0.25
     morph: float | None = None
+    mask: FaceMask = FaceMask.CELEB
     gpu_path: GpuPath = GpuPath.OFF
     runtime: BackendOptions = field(default_factory=BackendOptions)
 
@@ -123,6 +129,7 @@ class FaceSpec:
             ("selection", FaceSelection, "--select"),
             ("color", ColorMode, "--color"),
             ("blend", BlendMode, "--blend"),
+            ("mask", FaceMask, "--mask"),
             ("gpu_path", GpuPath, "--gpu-path"),
         ):
             object.__setattr__(self, name, closed_choice(kind, getattr(self, name), option))
@@ -130,6 +137,10 @@ class FaceSpec:
             raise ConfigError(f"--max-faces must be >= 1, got {self.max_faces}")
         if self.detect_every < 1:
             raise ConfigError(f"--detect-every must be >= 1, got {self.detect_every}")
+        if self.reference_every < 1:
+            raise ConfigError(f"--reference-every must be >= 1, got {self.reference_every}")
+        if self.selection == "reference" and not self.reference:
+            raise ConfigError("--select reference needs --reference PHOTO (a photo, image folder or faceset)")
         for name, value in (("--color-amount", self.color_amount), ("--opacity", self.opacity)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {value}")

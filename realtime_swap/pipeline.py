@@ -50,6 +50,13 @@ _POLL_S = 0.05
 _CORRUPT_WARN_S = 1.0  # at most one "corrupt packets skipped" warning a second
 
 
+def face_counts(frame: Frame) -> tuple[int, int]:
+    """(faces found, faces swapped and pasted) in a frame that went through the stages. Both blend paths (the
+    compose stage and the fused GPU stage) paste every face that has an aligned crop once a frame is swapped."""
+    swapped = sum(f.aligned is not None for f in frame.faces) if frame.swapped else 0
+    return len(frame.faces), swapped
+
+
 class _Aborted(Exception):
     """Raised inside a worker when the run is abandoned (drain timeout, second Ctrl-C); never escapes."""
 
@@ -153,6 +160,8 @@ class Pipeline:
         self._capture_stuck = False
         self._notice = ""  # the engine's state for the window ("at capacity: ..."), refreshed by the status
         self.unavailable: list[str] = []  # outputs left out at open (SinkUnavailableError), with the reason
+        # frames with a face, frames swapped, faces found, faces swapped (over output frames; the report's extra)
+        self._faces = [0, 0, 0, 0]
 
     # -- control -------------------------------------------------------------------------------------------
     def stop(self, reason: str = "stop") -> None:
@@ -282,6 +291,10 @@ class Pipeline:
                 frame.timings["output"] = ms
                 self.metrics.stage("output", ms)
                 self.metrics.output(frame.t_capture, unswapped=frame.degraded)
+                found, swapped = face_counts(frame)
+                self._faces = [
+                    a + b for a, b in zip(self._faces, (found > 0, swapped > 0, found, swapped), strict=True)
+                ]
         except _Aborted:
             return
 
@@ -327,6 +340,14 @@ class Pipeline:
         source_stats = self.source.stats()
         if source_stats:
             report.extra["source"] = source_stats
+        with_face, swapped_frames, found, swapped = self._faces
+        frames = max(report.frames_processed, 1)
+        report.extra["faces"] = {
+            "frames_with_face": with_face,
+            "frames_swapped": swapped_frames,
+            "found_per_frame": found / frames,
+            "swapped_per_frame": swapped / frames,
+        }
         if self.unavailable:
             report.extra["outputs_unavailable"] = list(self.unavailable)
         return report
@@ -443,8 +464,9 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         return []
     from realtime_swap.compose import ComposeStage
     from realtime_swap.detect.stage import DetectStage
-    from realtime_swap.detect.tracker import TrackerOptions
+    from realtime_swap.detect.tracker import FaceSelection, TrackerOptions
     from realtime_swap.gpu import GpuPath
+    from realtime_swap.infer.session import ORT_PROVIDER, Backend
     from realtime_swap.model_files import MEDIAPIPE, find_model_file
     from realtime_swap.swap.backends import backend_summary
     from realtime_swap.swap.model import SwapModel
@@ -452,12 +474,26 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     from realtime_swap.types import FaceType
 
     f = cfg.faces
+    reference = None
+    if f.selection is FaceSelection.REFERENCE:
+        from realtime_swap.detect.identity import identity_available, load_reference
+
+        ok, why = identity_available()
+        if not ok:
+            raise ConfigError(f"--select reference: {why}")
+        reference = load_reference(f.reference)
+        notices.append(
+            f"--select reference: {len(reference.names)} reference face(s), checked every {f.reference_every} frames"
+        )
     tracking = TrackerOptions(
         detector=f.detector,
         detect_every=f.detect_every,
         max_faces=f.max_faces,
         selection=f.selection,
-        backend=f.backend,
+        reference=reference,
+        reference_every=f.reference_every,
+        # The detectors are ONNX Runtime models: a swap backend outside it (torch, tensorrt) leaves them on auto.
+        backend=f.backend if f.backend in ORT_PROVIDER else Backend.AUTO,
         model_dir=find_model_file(MEDIAPIPE, f.models_dir),
     )
     path = f.model or default_model_path(f.models_dir)
@@ -488,8 +524,13 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             f"{len(models)} swap models loaded ({', '.join(controls.model_names)}): Tab / 1-9 in the window switch"
         )
     stages: list[Stage] = [
-        DetectStage(targets=[(m.face_type, m.resolution) for m in models], tracker=tracking, mouth=f.keep_mouth),
-        SwapStage(models, morph=f.morph),
+        DetectStage(
+            targets=[(m.face_type, m.resolution) for m in models],
+            tracker=tracking,
+            mask=f.mask.uses_hull,
+            mouth=f.keep_mouth,
+        ),
+        SwapStage(models, morph=f.morph, mask=f.mask),
         ComposeStage(
             erode_px=f.erode_px,
             blur_px=f.blur_px,
@@ -506,6 +547,14 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
 
         stages = gpu_resident_stages(stages, f.gpu_path)
     return stages
+
+
+def build_face_stages(cfg: EngineConfig) -> tuple[list[Stage], Controls, list[str]]:
+    """The face stages of ``cfg`` alone (no source, no outputs), their controls and notices: for offline tools
+    that run the live stages over frames themselves (``quality``)."""
+    notices: list[str] = []
+    controls = Controls(color_mode=cfg.faces.color)
+    return _face_stages(cfg, controls, notices), controls, notices
 
 
 def _sinks(

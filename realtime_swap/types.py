@@ -58,7 +58,7 @@ class SwapResult:
     """A model's output for one aligned crop.
 
     face: (S, S, 3) float32 BGR [0, 1], the target identity's face.
-    mask: (S, S) float32 [0, 1], the model's learned mask (all ones for models without one).
+    mask: (S, S) float32 [0, 1], the model's learned mask that ``FaceMask`` picks (all ones for ``mesh``).
     """
 
     face: np.ndarray

@@ -48,6 +48,7 @@ def _check_run(run: dict, frames: int, warmup: int, stages: tuple[str, ...]) -> 
     assert run["frames_captured"] == frames + warmup
     assert run["frames_dropped"] == 0
     assert run["frames_swapped"] == frames  # a face was found and swapped in every measured frame
+    assert run["faces_found_per_frame"] == run["faces_swapped_per_frame"] == 1.0
     assert run["fps"] > 0 and run["duration_s"] > 0
     assert run["cpu_cores_busy"] > 0 and run["cpu_ms_per_frame"] > 0
     assert all(run["latency_ms"][p] > 0 for p in PERCENTILES)

@@ -30,6 +30,9 @@ def test_default_run_headless_records_instead_of_crashing(tmp_path: Path) -> Non
         assert key in metrics
     assert set(metrics["latency_ms"]) >= {"p50", "p95", "p99"}
     assert set(metrics["stages"]["capture"]) >= {"p50", "p95", "p99"}
+    faces = metrics["extra"]["faces"]  # the demo's one face, found and swapped in (nearly) every frame
+    assert 0 < faces["frames_swapped"] <= faces["frames_with_face"] <= metrics["frames_processed"]
+    assert 0.5 < faces["swapped_per_frame"] <= faces["found_per_frame"] <= 1.0
 
 
 def test_no_swap_file_to_null(tmp_path: Path) -> None:
@@ -38,6 +41,9 @@ def test_no_swap_file_to_null(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["frames_processed"] == 30 and metrics["frames_dropped"] == 0
+    assert metrics["extra"]["faces"] == {
+        "frames_with_face": 0, "frames_swapped": 0, "found_per_frame": 0.0, "swapped_per_frame": 0.0,
+    }  # fmt: skip
 
 
 def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:

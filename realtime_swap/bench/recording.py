@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from realtime_swap.errors import ConfigError
 from realtime_swap.metrics import percentiles
+from realtime_swap.pipeline import face_counts
 from realtime_swap.sinks.base import Sink
 from realtime_swap.types import Frame, StreamInfo
 
@@ -19,11 +20,13 @@ class RecordingSink(Sink):
     def __init__(self) -> None:
         self.records: list[tuple[int, dict[str, float], float, float]] = []
         self.swapped: set[int] = set()
+        self.faces: dict[int, tuple[int, int]] = {}  # frame index -> (faces found, faces swapped)
         self.cpu_s: dict[int, float] = {}  # frame index -> this process's CPU time (all threads) at its output
 
     def open(self, info: StreamInfo) -> None:
         self.records = []
         self.swapped = set()
+        self.faces = {}
         self.cpu_s = {}
 
     def write(self, frame: Frame) -> None:
@@ -32,6 +35,7 @@ class RecordingSink(Sink):
         self.records.append((frame.index, dict(frame.timings), (now - frame.t_capture) * 1000.0, now))
         if frame.swapped:
             self.swapped.add(frame.index)
+        self.faces[frame.index] = face_counts(frame)
 
     def close(self) -> None:
         pass
@@ -43,7 +47,8 @@ class RunFigures:
     latency_ms: capture-to-output percentiles; fps: see ``FPS_DEFINITION``; frames_swapped: measured frames in
     which at least one face was swapped and pasted (a run without faces would time nothing); cpu_cores_busy:
     CPU time of this process (every thread) over the measured interval / its wall time — near the usable core
-    count, the run was CPU-bound; cpu_ms_per_frame: that CPU time per measured frame."""
+    count, the run was CPU-bound; cpu_ms_per_frame: that CPU time per measured frame; faces_found_per_frame /
+    faces_swapped_per_frame: mean faces the detect stage returned / the blend stage pasted per measured frame."""
 
     mode: str
     fps: float
@@ -58,6 +63,8 @@ class RunFigures:
     latency_ms: dict[str, float]
     stages: dict[str, dict[str, float]]
     queue_max_depth: dict[str, int] = field(default_factory=dict)
+    faces_found_per_frame: float = 0.0
+    faces_swapped_per_frame: float = 0.0
 
 
 def summarize(mode: str, sink: RecordingSink, warmup: int, captured: int, dropped: int) -> RunFigures:
@@ -89,4 +96,6 @@ def summarize(mode: str, sink: RecordingSink, warmup: int, captured: int, droppe
         cpu_ms_per_frame=cpu * 1000.0 / counted if counted else 0.0,
         latency_ms=percentiles([r[2] for r in measured]),
         stages={name: percentiles(v) for name, v in names.items()},
+        faces_found_per_frame=float(sum(sink.faces.get(r[0], (0, 0))[0] for r in measured) / max(len(measured), 1)),
+        faces_swapped_per_frame=float(sum(sink.faces.get(r[0], (0, 0))[1] for r in measured) / max(len(measured), 1)),
     )

@@ -22,6 +22,7 @@ from realtime_swap.detect.facemesh import (
     roi_from_detection,
     roi_from_landmarks,
 )
+from realtime_swap.detect.identity import SAME_PERSON_DISTANCE, FaceEmbedder, ReferenceIdentity
 from realtime_swap.detect.mesh import keypoints_from_mesh
 from realtime_swap.detect.smoothing import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, OneEuroFilter
 from realtime_swap.errors import ConfigError
@@ -33,12 +34,15 @@ class FaceSelection(str, enum.Enum):
     """Which faces to keep when there are more than ``max_faces``; the CLI's choices come from here.
 
     LARGEST: the ``max_faces`` biggest ones, biggest first. CLOSEST: the ``max_faces`` ones nearest
-    ``select_point``, nearest first. ALL: every face, ``max_faces`` ignored, left to right.
+    ``select_point``, nearest first. ALL: every face, ``max_faces`` ignored, left to right. REFERENCE: the
+    ``max_faces`` faces whose identity is within ``reference_distance`` of the reference person
+    (``TrackerOptions.reference``), nearest first; every face is tracked, the others are not returned.
     """
 
     LARGEST = "largest"
     CLOSEST = "closest"
     ALL = "all"
+    REFERENCE = "reference"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class TrackerOptions:
     which a track is lost. match_iou: IoU above which a detection is the same face as a track.
     reclaim_frames: a face found again within this many frames of losing it, where it was lost (IoU above
     match_iou or centred in its last box), gets its old id back (a hand passing over the face).
+    reference / reference_every / reference_distance: for ``FaceSelection.REFERENCE``, the person to keep
+    (``realtime_swap.detect.identity.ReferenceIdentity``), how often a tracked face's identity is embedded again
+    (every N frames; also when its track starts), and the distance under which it is that person.
     intra_op_threads: ONNX Runtime threads per model (None: one per core). 1 by default: these models are
     small (a 2nd thread saves ~15 % of a FaceMesh run on an idle CPU) and the live pipeline's other stages
     share the cores; two sessions with multi-thread, spinning pools slow each other down by 2-3x on 2 cores.
@@ -93,6 +100,9 @@ class TrackerOptions:
     min_presence: float = 0.5
     match_iou: float = 0.3
     reclaim_frames: int = 15
+    reference: ReferenceIdentity | None = None
+    reference_every: int = 30
+    reference_distance: float = SAME_PERSON_DISTANCE
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     backend: Backend = Backend.AUTO
     model_dir: Path | None = None
@@ -105,6 +115,12 @@ class TrackerOptions:
             raise ConfigError(f"max_faces must be >= 1, got {self.max_faces}")
         if self.reclaim_frames < 0:
             raise ConfigError(f"reclaim_frames must be >= 0, got {self.reclaim_frames}")
+        if self.reference_every < 1:
+            raise ConfigError(f"reference_every must be >= 1, got {self.reference_every}")
+        if self.reference_distance <= 0:
+            raise ConfigError(f"reference_distance must be > 0, got {self.reference_distance}")
+        if self.selection is FaceSelection.REFERENCE and self.reference is None:
+            raise ConfigError("selection 'reference' needs a reference identity (--reference PHOTO)")
         for name in ("min_detection_score", "min_presence", "match_iou"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -137,6 +153,8 @@ class _Track:
     mesh: MeshResult  # raw (unsmoothed) landmarks of the last frame
     detection_box: np.ndarray  # the last detection box matched to this face: its size for the selection
     smoother: OneEuroFilter | None = None
+    identity: float | None = None  # distance to the reference person (FaceSelection.REFERENCE)
+    identity_frame: int = 0  # the tracker frame count when ``identity`` was measured
 
     @property
     def box(self) -> np.ndarray:
@@ -173,11 +191,13 @@ class FaceTracker:
     """Faces of a video stream, frame after frame, with stable ids and smoothed landmarks.
 
     ``update(image, t)`` takes frames in order (t: their time in s, increasing) and returns the selected faces.
-    Models load on ``warmup()`` or on the first frame.
+    Models load on ``warmup()`` or on the first frame. embedder: the identity model for
+    ``FaceSelection.REFERENCE`` (default: a ``FaceEmbedder``, created with the first face).
     """
 
-    def __init__(self, options: TrackerOptions | None = None) -> None:
+    def __init__(self, options: TrackerOptions | None = None, embedder: FaceEmbedder | None = None) -> None:
         self.options = options or TrackerOptions()
+        self._embedder = embedder
         self._detector: BlazeFaceDetector | None = None
         self._landmarker: FaceMeshLandmarker | None = None
         self._tracks: list[_Track] = []
@@ -187,6 +207,8 @@ class FaceTracker:
         self._frame = 0
         self._lost: list[tuple[int, np.ndarray, int]] = []  # (id, last landmark box, frame it was lost)
         self.detections_run = 0  # how many frames ran the detector (for metrics and tests)
+        self.embeddings_run = 0  # how many identity embeddings FaceSelection.REFERENCE computed
+        self.faces_tracked = 0  # faces followed in the last frame (more than returned under REFERENCE)
 
     @property
     def detector(self) -> BlazeFaceDetector:
@@ -243,7 +265,24 @@ class FaceTracker:
         self._drop_duplicates()
         ranked = self._rank([_Candidate.of_track(tr) for tr in self._tracks], image.shape)
         self._tracks = [c.track for c in ranked if c.track is not None]
-        return [self._emit(track, t) for track in self._tracks]
+        self.faces_tracked = len(self._tracks)
+        return [self._emit(track, t) for track in self._selected(image)]
+
+    def _selected(self, image: np.ndarray) -> list[_Track]:
+        """The tracks to return: all of them, or under REFERENCE the ones that are the reference person."""
+        o = self.options
+        if o.selection is not FaceSelection.REFERENCE:
+            return self._tracks
+        assert o.reference is not None  # TrackerOptions checks it
+        for track in self._tracks:
+            if track.identity is None or self._frame - track.identity_frame >= o.reference_every:
+                if self._embedder is None:
+                    self._embedder = FaceEmbedder()
+                track.identity = o.reference.distance(self._embedder.embed(image, track.box))
+                track.identity_frame = self._frame
+                self.embeddings_run += 1
+        matching = [tr for tr in self._tracks if tr.identity is not None and tr.identity <= o.reference_distance]
+        return sorted(matching, key=lambda tr: float(tr.identity or 0.0))[: o.max_faces]
 
     # ----------------------------------------------------------------------------------------------------------
 
@@ -323,7 +362,7 @@ class FaceTracker:
     def _rank(self, candidates: list[_Candidate], shape: tuple[int, ...]) -> list[_Candidate]:
         """The candidates the selection rule keeps, in its order."""
         o = self.options
-        if o.selection is FaceSelection.ALL:
+        if o.selection in (FaceSelection.ALL, FaceSelection.REFERENCE):  # REFERENCE picks in _selected
             return sorted(candidates, key=lambda c: float(c.centre[0]))
         if o.selection is FaceSelection.CLOSEST:
             point = np.array([o.select_point[0] * shape[1], o.select_point[1] * shape[0]])

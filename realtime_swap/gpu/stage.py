@@ -27,7 +27,7 @@ from realtime_swap.errors import ConfigError
 from realtime_swap.gpu import GpuPath
 from realtime_swap.gpu.ops import DeviceRctSmoother, composite_region, process_mask, sharpen, warp_crop
 from realtime_swap.stages import Controls, Stage
-from realtime_swap.swap.model import SwapModel
+from realtime_swap.swap.model import FaceMask, SwapModel
 from realtime_swap.swap.stage import RunsSwapModels
 from realtime_swap.types import AlignedFace, Face, Frame, StreamInfo
 
@@ -79,6 +79,7 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
         *,
         device: torch.device | str = "cuda",
         morph: float | None = None,
+        mask: FaceMask = FaceMask.CELEB,
         erode_px: int = 0,
         blur_px: int = 8,
         opacity: float = 1.0,
@@ -105,6 +106,7 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
             if morph is not None and not m.has_morph:
                 log.info("gpu path: model %s has no morph input; morph %.2f ignored", m.spec.path.name, morph)
         self.morph = morph
+        self.mask = FaceMask(mask)
         self.erode_px = int(erode_px)
         self.blur_px = int(blur_px)
         self.opacity = float(opacity)
@@ -126,6 +128,7 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
             swap.models,
             device=device,
             morph=swap.morph,
+            mask=swap.mask,
             erode_px=compose.erode_px,
             blur_px=compose.blur_px,
             opacity=compose.opacity,
@@ -185,7 +188,7 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
             frame = torch.as_tensor(image).to(self.device, copy=True)
             crops = [warp_crop(frame, _aligned(f).matrix, _aligned(f).size) for f in faces]
             batch = torch.stack([_resize(c, s) for c in crops]) * (1.0 / 255.0)
-            swapped, learned = model.swap(batch, morph=self.morph if model.has_morph else None)
+            swapped, learned = model.swap(batch, morph=self.morph if model.has_morph else None, mask=self.mask)
             for face, crop, out, mask in zip(faces, crops, swapped, learned, strict=True):
                 self._paste(frame, face, crop, out, mask, mode, t)
             return frame.cpu().numpy()  # one download

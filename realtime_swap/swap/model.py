@@ -33,6 +33,40 @@ DEFAULT_MORPH = 0.75
 """DeepFaceLive's default morph factor (``DFMModel.convert``): 1 = all target identity."""
 
 
+class FaceMask(str, enum.Enum):
+    """Which of a swap model's learned masks bounds the pasted face (DeepFaceLive's FaceMerger "face mask type").
+
+    CELEB: ``out_celeb_face_mask``, the swapped face's own mask (the default); FRAME: ``out_face_mask``, the
+    model's mask of the frame's face (DeepFaceLive's "source"); BOTH: their product, DeepFaceLive's default
+    (SRC_M_CELEB): the paste covers only where the model sees a face in the frame and in its output; MESH: no learned
+    mask (all ones), so the landmark mask alone bounds the paste. The landmark (FaceMesh hull) mask multiplies
+    every choice (``realtime_swap.blend.combine_masks``) but DFL: the product of both learned masks alone, without
+    the hull, as DeepFaceLive pastes (it has no FaceMesh hull).
+    """
+
+    CELEB = "celeb"
+    FRAME = "frame"
+    BOTH = "both"
+    MESH = "mesh"
+    DFL = "dfl"
+
+    @property
+    def uses_hull(self) -> bool:
+        """Whether the landmark hull mask bounds the paste too (every rule but DFL)."""
+        return self is not FaceMask.DFL
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The model outputs whose product is this mask (empty: all ones)."""
+        return {
+            FaceMask.CELEB: (OUT_CELEB_MASK,),
+            FaceMask.FRAME: (OUT_FACE_MASK,),
+            FaceMask.BOTH: (OUT_FACE_MASK, OUT_CELEB_MASK),
+            FaceMask.MESH: (),
+            FaceMask.DFL: (OUT_FACE_MASK, OUT_CELEB_MASK),
+        }[self]
+
+
 class ModelFormat(str, enum.Enum):
     """Where a swap model comes from: this product's exporter, or any DFM-signature file (DeepFaceLab/Live)."""
 
@@ -278,46 +312,53 @@ class SwapModel:
         step = self.runner.fixed_batch or self.runner.max_batch or n
         return [(i, min(i + step, n)) for i in range(0, n, max(step, 1))]
 
-    def swap(self, crops: Any, morph: float | None = None) -> tuple[Any, Any]:
+    def swap(self, crops: Any, morph: float | None = None, mask: FaceMask = FaceMask.CELEB) -> tuple[Any, Any]:
         """Swap a batch of aligned crops in one inference call (split only where the engine's batch is bounded).
 
         crops: (N,S,S,3) float32 BGR in [0,1] — a numpy array, or a torch tensor / OrtValue on the backend's
-        device (then the results stay there, as the same kind of array).
+        device (then the results stay there, as the same kind of array; OrtValues give the celeb mask only).
         morph: the morph factor in [0,1] for models with ``morph_value:0`` (default ``self.morph``).
+        mask: which learned mask(s) make the returned mask (:class:`FaceMask`).
         Returns (faces (N,S,S,3) float32 BGR [0,1], masks (N,S,S) float32 [0,1]): the target identity's face and
-        its learned mask, unblended.
+        the learned mask ``mask`` names, unblended.
         """
         extra = self._morph_feed(morph)
+        mask = FaceMask(mask)
         if isinstance(crops, np.ndarray):
             self._check_crops(crops.shape, str(crops.dtype))
-            return self._swap_host(np.ascontiguousarray(crops, dtype=np.float32), extra)
+            return self._swap_host(np.ascontiguousarray(crops, dtype=np.float32), extra, mask)
         if is_torch_tensor(crops):
             self._check_crops(tuple(crops.shape), str(crops.dtype))
             if not crops.is_cuda:  # host memory: the host path, handed back as torch tensors
                 import torch
 
-                faces, masks = self._swap_host(crops.detach().float().contiguous().numpy(), extra)
+                faces, masks = self._swap_host(crops.detach().float().contiguous().numpy(), extra, mask)
                 return torch.from_numpy(faces), torch.from_numpy(masks)
             if self.runner.device == "cpu":
                 raise ConfigError(f"backend '{self.backend.value}' runs on the CPU; pass host arrays, not CUDA tensors")
-            return self._swap_device_torch(crops, extra)
+            return self._swap_device_torch(crops, extra, mask)
         if is_ort_value(crops):
             self._check_crops(tuple(crops.shape()), "float32" if crops.element_type() == 1 else "other")
+            if mask is not FaceMask.CELEB:
+                raise ConfigError(f"mask '{mask.value}' needs numpy or torch crops; OrtValues give the celeb mask only")
             return self._swap_device_ort(crops, extra)
         raise ValueError(f"swap: expected crops as a numpy array, torch tensor or OrtValue, got {type(crops).__name__}")
 
-    def _swap_host(self, crops: np.ndarray, extra: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _swap_host(
+        self, crops: np.ndarray, extra: dict[str, np.ndarray], mask: FaceMask
+    ) -> tuple[np.ndarray, np.ndarray]:
         n, s = crops.shape[0], self.spec.resolution
         faces = np.empty((n, s, s, 3), np.float32)
-        masks = np.empty((n, s, s), np.float32)
+        masks = np.ones((n, s, s), np.float32)
         fixed = self.runner.fixed_batch
         for start, stop in self._chunks(n):
             chunk = crops[start:stop]
             if fixed is not None and len(chunk) < fixed:  # a fixed-batch model: pad the last chunk
                 chunk = np.concatenate([chunk, np.zeros((fixed - len(chunk), s, s, 3), np.float32)])
-            face, mask = self.runner.run({DFM_INPUT: chunk, **extra}, [OUT_CELEB_FACE, OUT_CELEB_MASK])
+            face, *learned = self.runner.run({DFM_INPUT: chunk, **extra}, [OUT_CELEB_FACE, *mask.outputs])
             faces[start:stop] = face[: stop - start]
-            masks[start:stop] = mask[: stop - start, ..., 0]
+            for part in learned:
+                masks[start:stop] *= part[: stop - start, ..., 0]
         np.clip(faces, 0.0, 1.0, out=faces)
         np.clip(masks, 0.0, 1.0, out=masks)
         return faces, masks
@@ -327,21 +368,25 @@ class SwapModel:
         if fixed is not None and n != fixed:
             raise ConfigError(f"model {self.spec.path} takes batches of exactly {fixed} on the device path, got {n}")
 
-    def _swap_device_torch(self, crops: Any, extra: dict[str, np.ndarray]) -> tuple[Any, Any]:
+    def _swap_device_torch(self, crops: Any, extra: dict[str, np.ndarray], mask: FaceMask) -> tuple[Any, Any]:
         import torch
 
         n, s = int(crops.shape[0]), self.spec.resolution
         self._check_device_batch(n)
         crops = crops.float().contiguous()
         faces = torch.empty((n, s, s, 3), dtype=torch.float32, device=crops.device)
-        masks = torch.empty((n, s, s), dtype=torch.float32, device=crops.device)
+        names = mask.outputs or (OUT_CELEB_MASK,)  # every engine binds at least one mask output
+        learned = [torch.empty((n, s, s), dtype=torch.float32, device=crops.device) for _ in names]
         for start, stop in self._chunks(n):
-            shapes = {OUT_CELEB_FACE: (stop - start, s, s, 3), OUT_CELEB_MASK: (stop - start, s, s, 1)}
-            self.runner.run_into(
-                {DFM_INPUT: crops[start:stop], **extra},
-                {OUT_CELEB_FACE: faces[start:stop], OUT_CELEB_MASK: masks[start:stop]},
-                shapes,
-            )
+            buffers = {OUT_CELEB_FACE: faces[start:stop]}
+            buffers.update((name, b[start:stop]) for name, b in zip(names, learned, strict=True))
+            shapes = {name: (stop - start, s, s, 3 if name == OUT_CELEB_FACE else 1) for name in buffers}
+            self.runner.run_into({DFM_INPUT: crops[start:stop], **extra}, buffers, shapes)
+        masks = learned[0]
+        if not mask.outputs:
+            masks.fill_(1.0)
+        for other in learned[1:]:
+            masks.mul_(other)
         return faces.clamp_(0.0, 1.0), masks.clamp_(0.0, 1.0)
 
     def _swap_device_ort(self, crops: Any, extra: dict[str, np.ndarray]) -> tuple[Any, Any]:

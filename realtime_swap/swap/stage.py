@@ -11,7 +11,7 @@ import numpy as np
 from realtime_swap.errors import ConfigError
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.swap.face_fit import FaceFitCheck
-from realtime_swap.swap.model import SwapModel
+from realtime_swap.swap.model import FaceMask, SwapModel
 from realtime_swap.types import Face, Frame, StreamInfo, SwapResult
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,14 @@ class SwapStage(RunsSwapModels, Stage):
     (:mod:`.face_fit`).
     model: one model, or several (the frame's ``model_index`` picks one: the window's Tab / 1-9 keys).
     morph: the morph factor for models with ``morph_value:0`` (None: the model's default).
+    mask: which learned mask(s) ``SwapResult.mask`` is (:class:`FaceMask`).
     """
 
     name = "swap"
 
-    def __init__(self, model: SwapModel | Sequence[SwapModel], morph: float | None = None) -> None:
+    def __init__(
+        self, model: SwapModel | Sequence[SwapModel], morph: float | None = None, mask: FaceMask = FaceMask.CELEB
+    ) -> None:
         self.models = [model] if isinstance(model, SwapModel) else list(model)
         if not self.models:
             raise ConfigError("swap: no model")
@@ -63,6 +66,7 @@ class SwapStage(RunsSwapModels, Stage):
                 if not m.has_morph:
                     log.info("swap: model %s has no morph input; morph %.2f ignored", m.spec.path.name, morph)
         self.morph = morph
+        self.mask = FaceMask(mask)
         self._resize_noted = False
         self._fit = FaceFitCheck()
 
@@ -101,7 +105,7 @@ class SwapStage(RunsSwapModels, Stage):
             return frame
         model = self.model_for(frame)
         crops = np.stack([self._crop(f, model) for f in faces]).astype(np.float32) * np.float32(1.0 / 255.0)
-        swapped, masks = model.swap(crops, morph=self.morph_for(model))
+        swapped, masks = model.swap(crops, morph=self.morph_for(model), mask=self.mask)
         for face, out, mask in zip(faces, swapped, masks, strict=True):
             aligned = face.aligned
             assert aligned is not None
