@@ -107,6 +107,7 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     """The swap model's execution engine (``--backend`` and its options), shared by ``live`` and ``bench``."""
+    from realtime_swap.detect.engine import DetectBackend
     from realtime_swap.gpu import GpuPath
     from realtime_swap.infer.runner import Precision
     from realtime_swap.infer.session import Backend
@@ -118,6 +119,13 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
         default=Backend.AUTO.value,
         help="execution engine of the swap model (auto: the fastest this machine has; the log says why others "
         "were passed over)",
+    )
+    g.add_argument(
+        "--detect-backend",
+        choices=[b.value for b in DetectBackend],
+        default=DetectBackend.AUTO.value,
+        help="engine of the face detector and landmarker (auto: torch on the GPU when the swap model runs on "
+        "torch there, else ONNX Runtime on the swap model's provider; torch: the swap's torch device or the CPU)",
     )
     g.add_argument(
         "--precision",
@@ -319,6 +327,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
     from realtime_swap.color import ColorMode
     from realtime_swap.config import FaceSpec, OutputSpec
     from realtime_swap.detect.blazeface import BlazeFaceModel
+    from realtime_swap.detect.engine import DetectBackend
     from realtime_swap.detect.tracker import FaceSelection
     from realtime_swap.gpu import GpuPath
     from realtime_swap.infer.session import Backend
@@ -345,6 +354,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             extra_models=tuple(args.model[1:]) if args.model else (),
             models_dir=args.models_dir,
             backend=Backend(args.backend),
+            detect_backend=DetectBackend(args.detect_backend),
             face_type=FaceType(args.face_type) if args.face_type else None,
             detector=BlazeFaceModel(args.detector),
             selection=FaceSelection(args.select),

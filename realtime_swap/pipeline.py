@@ -442,6 +442,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     if not cfg.faces.swap:
         return []
     from realtime_swap.compose import ComposeStage
+    from realtime_swap.detect.engine import detect_engine_for
     from realtime_swap.detect.stage import DetectStage
     from realtime_swap.detect.tracker import TrackerOptions
     from realtime_swap.gpu import GpuPath
@@ -452,14 +453,20 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     from realtime_swap.types import FaceType
 
     f = cfg.faces
-    tracking = TrackerOptions(
-        detector=f.detector,
-        detect_every=f.detect_every,
-        max_faces=f.max_faces,
-        selection=f.selection,
-        backend=f.backend,
-        model_dir=find_model_file(MEDIAPIPE, f.models_dir),
-    )
+
+    def tracking(swap: SwapModel | None) -> TrackerOptions:
+        # the detector's own engine: the swap's backend may be one ONNX Runtime does not have (torch, tensorrt)
+        engine = detect_engine_for(f.detect_backend, *((swap.backend, swap.runner.device) if swap else (None, None)))
+        log.debug("detector and landmarker on %s", engine.describe())
+        return TrackerOptions(
+            detector=f.detector,
+            detect_every=f.detect_every,
+            max_faces=f.max_faces,
+            selection=f.selection,
+            engine=engine,
+            model_dir=find_model_file(MEDIAPIPE, f.models_dir),
+        )
+
     path = f.model or default_model_path(f.models_dir)
     if path is None and f.extra_models:
         raise ConfigError("more swap models given but no first one (--model)")
@@ -469,7 +476,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             "detecting and aligning faces only (landmarks shown)"
         )
         controls.show_landmarks = True
-        return [DetectStage(tracking, f.face_type or FaceType.WHOLE_FACE, 256)]
+        return [DetectStage(tracking(None), f.face_type or FaceType.WHOLE_FACE, 256)]
     models: list[SwapModel] = []
     try:
         for model_path in (path, *f.extra_models):
@@ -488,7 +495,9 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             f"{len(models)} swap models loaded ({', '.join(controls.model_names)}): Tab / 1-9 in the window switch"
         )
     stages: list[Stage] = [
-        DetectStage(targets=[(m.face_type, m.resolution) for m in models], tracker=tracking, mouth=f.keep_mouth),
+        DetectStage(
+            targets=[(m.face_type, m.resolution) for m in models], tracker=tracking(models[0]), mouth=f.keep_mouth
+        ),
         SwapStage(models, morph=f.morph),
         ComposeStage(
             erode_px=f.erode_px,
