@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime_swap.errors import ConfigError
+from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.infer.runner import ModelRunner, Precision
 from realtime_swap.infer.session import ORT_PROVIDER, Backend, ort_install_hint
 
@@ -143,7 +143,10 @@ def open_runner(
     """Open ``path`` on ``backend`` (or the fastest that works, for AUTO).
 
     Returns the runner and, for AUTO, one "backend: reason" line per faster backend passed over.
-    Raises ConfigError when the named backend (or, for AUTO, every backend) cannot run it here.
+    Under AUTO a backend that fails to open the model (ConfigError: not usable here; ModelError: TensorRT could
+    not parse or build it, an op the torch converter lacks) is passed over with its reason, logged at info level.
+    Raises ConfigError when the named backend (or, for AUTO, every backend) cannot run it here, and the last
+    backend's ModelError when the file itself is bad.
     """
     if backend is not Backend.AUTO:
         reason = unavailable_reason(backend, engine_file=engine_file)
@@ -152,6 +155,7 @@ def open_runner(
         _check_options(backend, options)
         return _open(path, backend, options, engine_file), ()
     notes: list[str] = []
+    last_error: ModelError | None = None
     for candidate in AUTO_ORDER:
         reason = unavailable_reason(candidate, engine_file=engine_file)
         if reason is None and candidate is Backend.TORCH and not _torch_has_cuda():
@@ -161,11 +165,17 @@ def open_runner(
             continue
         try:
             runner = _open(path, candidate, _fit_options(candidate, options), engine_file)
-        except ConfigError as exc:  # e.g. onnxruntime fell back to the CPU: try the next one
+        except (ConfigError, ModelError) as exc:
+            # onnxruntime fell back to the CPU (ConfigError), TensorRT could not parse or build the graph, or a
+            # converter lacks an op (ModelError): this backend cannot run this model; the next one may
+            log.info("backend auto: %s cannot run %s (%s); trying the next one", candidate.value, path.name, exc)
             notes.append(f"{candidate.value}: {exc}")
+            last_error = exc if isinstance(exc, ModelError) else None
             continue
         log.debug("backend auto -> %s for %s; passed over: %s", candidate.value, path.name, "; ".join(notes) or "none")
         return runner, tuple(notes)
+    if last_error is not None:  # the last resort (ort-cpu) refused the file itself: that is the error to show
+        raise last_error
     raise ConfigError(f"no backend can run {path}: " + "; ".join(notes))
 
 
