@@ -138,7 +138,8 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
         choices=[m.value for m in GpuPath],
         default=GpuPath.OFF.value,
         help="run swap + colour + composite as one torch stage on this device, the frame uploaded once and "
-        "downloaded once (auto/cuda: CUDA, needs a backend on CUDA; cpu: the same code on the host); default off",
+        "downloaded once (cuda: CUDA, needs a backend on CUDA; auto: CUDA when the swap model runs there, else "
+        "the CPU stages with a notice; cpu: the same torch code on the host); default off",
     )
     g.add_argument("--torch-compile", action="store_true", help="backend torch: wrap the model in torch.compile")
     g.add_argument(

@@ -445,7 +445,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     from realtime_swap.detect.engine import detect_engine_for
     from realtime_swap.detect.stage import DetectStage
     from realtime_swap.detect.tracker import TrackerOptions
-    from realtime_swap.gpu import GpuPath
+    from realtime_swap.gpu import GpuPath, auto_unavailable_reason
     from realtime_swap.model_files import MEDIAPIPE, find_model_file
     from realtime_swap.swap.backends import backend_summary
     from realtime_swap.swap.model import SwapModel
@@ -510,7 +510,9 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             keep_mouth=f.keep_mouth,
         ),
     ]
-    if f.gpu_path is not GpuPath.OFF:
+    if f.gpu_path is GpuPath.AUTO and (why := auto_unavailable_reason(models[0].runner.device)) is not None:
+        notices.append(f"--gpu-path auto: {why}; running the CPU stages")
+    elif f.gpu_path is not GpuPath.OFF:
         from realtime_swap.gpu.stage import gpu_resident_stages
 
         stages = gpu_resident_stages(stages, f.gpu_path)
