@@ -111,6 +111,7 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     from realtime_swap.gpu import GpuPath
     from realtime_swap.infer.runner import Precision
     from realtime_swap.infer.session import Backend
+    from realtime_swap.infer.tensorrt_build import DEFAULT_MAX_BATCH
 
     g = p.add_argument_group("inference")
     g.add_argument(
@@ -155,8 +156,8 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-batch",
         type=positive_int,
-        default=8,
-        help="backend tensorrt: the largest number of faces per engine call it is built for (default 8)",
+        default=DEFAULT_MAX_BATCH,
+        help=f"backend tensorrt: the most faces per engine call it is built for (default {DEFAULT_MAX_BATCH})",
     )
     g.add_argument(
         "--engine-cache",

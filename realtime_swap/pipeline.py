@@ -28,6 +28,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -478,9 +479,11 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
         controls.show_landmarks = True
         return [DetectStage(tracking(None), f.face_type or FaceType.WHOLE_FACE, 256)]
     models: list[SwapModel] = []
+    # a TensorRT engine of a morph DFM has the morph factor built in: the one this run swaps with
+    runtime = f.runtime if f.morph is None else replace(f.runtime, morph=f.morph)
     try:
         for model_path in (path, *f.extra_models):
-            models.append(SwapModel.load(model_path, f.backend, face_type=f.face_type, options=f.runtime))
+            models.append(SwapModel.load(model_path, f.backend, face_type=f.face_type, options=runtime))
     except BaseException:
         for model in models:
             model.close()

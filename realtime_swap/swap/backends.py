@@ -16,6 +16,7 @@ from pathlib import Path
 from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.infer.runner import ModelRunner, Precision
 from realtime_swap.infer.session import ORT_PROVIDER, Backend, ort_install_hint
+from realtime_swap.infer.tensorrt_build import DEFAULT_MAX_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,17 @@ class BackendOptions:
     cpu_threads: ONNX Runtime intra-op threads (default: the core count).
     max_batch: the largest batch a native TensorRT engine is built for (faces per call; more are split).
     cache_dir: TensorRT engine/timing caches (default: ``realtime_swap.infer.session.default_cache_dir()``).
+    morph: the morph factor a native TensorRT engine of a morph DFM is built for (TensorRT takes no float shape
+    input, ``realtime_swap.infer.tensorrt_build``); None: the model's default.
     """
 
     precision: Precision | None = None
     torch_compile: bool = False
     cuda_graph: bool = False
     cpu_threads: int | None = None
-    max_batch: int = 8
+    max_batch: int = DEFAULT_MAX_BATCH
     cache_dir: Path | None = None
+    morph: float | None = None
 
 
 def _cuda_device_reason() -> str | None:
@@ -101,13 +105,16 @@ def _open(path: Path, backend: Backend, options: BackendOptions, engine_file: bo
         trt_cache = options.cache_dir / "trt" if options.cache_dir is not None else None
         return OrtRunner(path, backend, cuda_graph=options.cuda_graph, threads=options.cpu_threads, cache_dir=trt_cache)
     if backend is Backend.TENSORRT:
-        from realtime_swap.infer.tensorrt_runtime import TensorRTRunner, build_engine
+        from realtime_swap.infer.tensorrt_build import build_engine
+        from realtime_swap.infer.tensorrt_runtime import TensorRTRunner
 
-        engine = path
-        if not engine_file:
-            fp16 = options.precision is not Precision.FP32
-            engine = build_engine(path, fp16=fp16, max_batch=options.max_batch, cache_dir=options.cache_dir)
-        return TensorRTRunner(engine)
+        if engine_file:
+            return TensorRTRunner(path)
+        fp16 = options.precision is not Precision.FP32
+        build = build_engine(
+            path, fp16=fp16, max_batch=options.max_batch, morph=options.morph, cache_dir=options.cache_dir
+        )
+        return TensorRTRunner(build.engine, folded=build.folded)
     from realtime_swap.infer.torch_runtime import TorchRunner
 
     device = "cuda" if _torch_has_cuda() else "cpu"
@@ -134,6 +141,7 @@ def _fit_options(backend: Backend, options: BackendOptions) -> BackendOptions:
         cpu_threads=options.cpu_threads,
         max_batch=options.max_batch,
         cache_dir=options.cache_dir,
+        morph=options.morph,
     )
 
 
