@@ -118,10 +118,40 @@ def test_ort_cuda_graphs_replay_per_batch_size(dfm_path: Path, reference: tuple[
 
 
 @needs_ort_trt
-def test_ort_trt_fp16(dfm_path: Path, reference: tuple[np.ndarray, np.ndarray]) -> None:
+def test_ort_trt_fp16(dfm_path: Path, reference: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    """TensorRT ran the whole graph (ORT's profile names the provider of every node; a node TensorRT rejected
+    would show the CUDA EP), in fp16 (off the fp32 result by more than fp32 rounding, within fp16's)."""
+    import json
+
+    from realtime_swap.infer.session import ort_providers_for
+
     faces, masks = SwapModel.load(dfm_path, Backend.ORT_TRT).swap(crops(3))
-    np.testing.assert_allclose(faces, reference[0], atol=2e-2)
-    np.testing.assert_allclose(masks, reference[1], atol=2e-2)
+    for got, want in ((faces, reference[0]), (masks, reference[1])):
+        error = float(np.abs(got - want).max())
+        assert 1e-5 < error < 2e-2, error
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(tmp_path / "trt")
+    providers = ort_providers_for(Backend.ORT_TRT, cache_dir=tmp_path / "cache")
+    session = ort.InferenceSession(str(dfm_path), sess_options=opts, providers=providers)
+    session.run(None, {"in_face:0": crops(3)})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    ran = {e["args"]["provider"] for e in events if e.get("cat") == "Node" and "provider" in e.get("args", {})}
+    assert ran == {"TensorrtExecutionProvider"}, ran
+
+
+@needs_tensorrt
+def test_native_tensorrt_runs_a_morph_dfm_with_the_factor_built_in(
+    morph_path: Path, morph_reference: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    from realtime_swap.errors import ConfigError
+
+    model = SwapModel.load(morph_path, Backend.TENSORRT, options=BackendOptions(cache_dir=tmp_path, morph=0.6))
+    faces, masks = model.swap(crops(3), morph=0.6)
+    np.testing.assert_allclose(faces, morph_reference[0], atol=2e-2)
+    np.testing.assert_allclose(masks, morph_reference[1], atol=2e-2)
+    with pytest.raises(ConfigError, match=r"built for morph_value:0 = 0\.6"):
+        model.swap(crops(1), morph=0.3)
 
 
 @needs_tensorrt

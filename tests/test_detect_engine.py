@@ -120,3 +120,20 @@ def test_bench_runs_end_to_end_on_every_backend_here(
     assert done.returncode == 0, done.stderr
     (result,) = json.loads(out.read_text())["results"]
     assert result["pipelined"]["frames_swapped"] == 3  # the demo face was found and swapped in every frame
+
+
+@pytest.mark.gpu
+def test_torch_detector_on_cuda_matches_onnx_runtime_on_the_cpu() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs torch with a CUDA device")
+    image = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+    cpu, cuda = DetectEngine(Backend.ORT_CPU), DetectEngine(Backend.TORCH, "cuda:0")
+    (ref,) = BlazeFaceDetector(BlazeFaceModel.SHORT_RANGE, cpu).detect(image)
+    (got,) = BlazeFaceDetector(BlazeFaceModel.SHORT_RANGE, cuda).detect(image)
+    # frame px: cuDNN's convolutions (TF32 by default in torch) round differently from MLAS's fp32
+    np.testing.assert_allclose(got.box, ref.box, atol=0.5)
+    (mesh_ref,) = FaceMeshLandmarker(cpu).landmark(image, [roi_from_detection(ref)])
+    (mesh_got,) = FaceMeshLandmarker(cuda).landmark(image, [roi_from_detection(ref)])
+    np.testing.assert_allclose(mesh_got.landmarks, mesh_ref.landmarks, atol=0.5)
