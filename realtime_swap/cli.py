@@ -146,7 +146,7 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--cuda-graph",
         action="store_true",
-        help="backends ort-cuda / ort-trt: capture a CUDA graph per batch size and replay it",
+        help="backends ort-cuda / ort-trt / torch on CUDA: capture a CUDA graph per batch size and replay it",
     )
     g.add_argument(
         "--cpu-threads",

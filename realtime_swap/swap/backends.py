@@ -31,7 +31,7 @@ class BackendOptions:
 
     precision: None = each backend's fast default (fp16 for tensorrt / ort-trt / torch on CUDA, fp32 elsewhere).
     torch_compile: wrap the torch backend's module in ``torch.compile``.
-    cuda_graph: capture CUDA graphs in ort-cuda / ort-trt (fixed shapes, every node on the GPU).
+    cuda_graph: capture CUDA graphs in ort-cuda / ort-trt / torch on CUDA (one per batch size, static buffers).
     cpu_threads: ONNX Runtime intra-op threads (default: the core count).
     max_batch: the largest batch a native TensorRT engine is built for (faces per call; more are split).
     cache_dir: TensorRT engine/timing caches (default: ``realtime_swap.infer.session.default_cache_dir()``).
@@ -88,8 +88,8 @@ def _check_options(backend: Backend, options: BackendOptions) -> None:
     p = options.precision
     if options.torch_compile and backend is not Backend.TORCH:
         raise ConfigError(f"torch.compile applies to backend 'torch', not '{backend.value}'")
-    if options.cuda_graph and backend not in (Backend.ORT_CUDA, Backend.ORT_TRT):
-        raise ConfigError(f"CUDA graphs apply to backends 'ort-cuda' and 'ort-trt', not '{backend.value}'")
+    if options.cuda_graph and backend not in (Backend.ORT_CUDA, Backend.ORT_TRT, Backend.TORCH):
+        raise ConfigError(f"CUDA graphs apply to backends 'ort-cuda', 'ort-trt' and 'torch', not '{backend.value}'")
     if p in (Precision.FP16, Precision.BF16) and backend in (Backend.ORT_CPU, Backend.ORT_CUDA):
         raise ConfigError(f"backend '{backend.value}' runs the model's own precision (export an fp16 model instead)")
     if p is not None and p is not Precision.FP16 and backend is Backend.ORT_TRT:
@@ -118,7 +118,9 @@ def _open(path: Path, backend: Backend, options: BackendOptions, engine_file: bo
     from realtime_swap.infer.torch_runtime import TorchRunner
 
     device = "cuda" if _torch_has_cuda() else "cpu"
-    return TorchRunner(path, device=device, precision=options.precision, compile=options.torch_compile)
+    return TorchRunner(
+        path, device=device, precision=options.precision, compile=options.torch_compile, cuda_graph=options.cuda_graph
+    )
 
 
 def _torch_has_cuda() -> bool:
@@ -137,7 +139,7 @@ def _fit_options(backend: Backend, options: BackendOptions) -> BackendOptions:
     return BackendOptions(
         precision=None,
         torch_compile=options.torch_compile and backend is Backend.TORCH,
-        cuda_graph=options.cuda_graph and backend in (Backend.ORT_CUDA, Backend.ORT_TRT),
+        cuda_graph=options.cuda_graph and backend in (Backend.ORT_CUDA, Backend.ORT_TRT, Backend.TORCH),
         cpu_threads=options.cpu_threads,
         max_batch=options.max_batch,
         cache_dir=options.cache_dir,
