@@ -167,7 +167,9 @@ class TrainConfig:
     """The training recipe.
 
     iterations: total target (a resumed run trains until the counter reaches it). lr: learning rate.
-    device: "cpu", "cuda", "cuda:N" or "auto". amp: mixed precision (CUDA only; ignored on the CPU).
+    device: "cpu", "cuda", "cuda:N" or "auto". amp: mixed precision (CUDA only; ignored on the CPU): bf16 on GPUs
+    that have it (Ampere and newer), else fp16 with a gradient scaler. channels_last: NHWC memory order for the
+    convolutions (None: on CUDA, where cuDNN's fast half-precision kernels want it).
     preview_every / save_every / log_every: iterations between preview PNGs, checkpoints, CSV rows.
     random_warp / flip: DeepFaceLab-style augmentation. color_transfer: probability of recolouring a source
     sample towards a random destination sample (Reinhard LAB). Loss weights: dssim / mse on the (masked)
@@ -183,6 +185,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     device: str = "auto"
     amp: bool = True
+    channels_last: bool | None = None
     seed: int = 0
     preview_every: int = 100
     save_every: int = 500
