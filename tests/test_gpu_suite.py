@@ -30,6 +30,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-4000:]
     assert (out / "gpu_suite.log").read_text().count(" INFO == ") == 4  # one heading per part
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_suite.json", "gpu_suite.log"]  # what $OUT brings back
     return dict(json.loads((out / "gpu_suite.json").read_text()))
 
 
