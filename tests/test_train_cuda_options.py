@@ -111,3 +111,24 @@ def test_amp_training_on_cuda_and_a_checkpoint_that_moves_between_devices(
     assert result.start_iteration == cpu.iteration == 2 and result.iteration == 4
     back = Trainer(src, dst, tmp_path / "run", mc, _config(iterations=5), resume=True, progress=False).run()
     assert back.iteration == 5 and all(torch.isfinite(torch.tensor(loss)) for _, loss, _ in back.losses)
+
+
+def test_worker_processes_prepare_the_same_batches_as_the_thread(facesets: tuple[Faceset, Faceset]) -> None:
+    import numpy as np
+
+    from realtime_swap.train.data import AugmentSettings, BatchPrefetcher, TrainingSet
+
+    src, dst = (TrainingSet.from_faceset(f, RES) for f in facesets)
+    settings = AugmentSettings(True, True, 0.5)
+    thread = BatchPrefetcher(src, dst, 2, settings, seed=3, start=5, stop=9)
+    pool = BatchPrefetcher(src, dst, 2, settings, seed=3, start=5, stop=9, workers=2)
+    try:
+        for it in range(5, 9):
+            for a, b in zip(thread.get(it), pool.get(it), strict=True):
+                for field in ("warped", "target", "mask", "eyes_mouth"):
+                    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    finally:
+        thread.close()
+        pool.close()
+    with pytest.raises(ConfigError, match="workers must be"):
+        TrainConfig(workers=-1)

@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gan-power", type=float, default=0.0, help="patch-GAN loss weight, 0 = off (DFL uses 0.1)")
     p.add_argument("--gan-start", type=int, default=0, help="iteration at which the GAN loss starts")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="processes that augment batches (default 0: one background thread)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -121,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         color_transfer=args.color_transfer,
         gan_power=args.gan_power,
         gan_start=args.gan_start,
+        workers=args.workers,
     )
     trainer = Trainer(
         src, dst, args.out, model_config, train_config, resume=args.resume, progress=not args.quiet,

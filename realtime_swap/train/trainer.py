@@ -320,8 +320,9 @@ class Trainer:
         in_main = threading.current_thread() is threading.main_thread()
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
         prefetch = BatchPrefetcher(
-            self.src_data, self.dst_data, cfg.batch_size, self.augment, cfg.seed, start, max(start, cfg.iterations)
-        )
+            self.src_data, self.dst_data, cfg.batch_size, self.augment, cfg.seed, start, max(start, cfg.iterations),
+            workers=cfg.workers,
+        )  # fmt: skip
         bar = progress_bar(total=cfg.iterations, initial=start, unit="it", disable=not self.progress, desc="train")
         history: list[tuple[int, float, float]] = []
         pending: list[StepLosses] = []
