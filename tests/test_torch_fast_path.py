@@ -109,3 +109,27 @@ def test_cuda_graph_replays_match_eager_on_cuda(morph_path: Path, precision: Pre
         np.testing.assert_allclose(masks.cpu().numpy(), want_masks, atol=atol)
     graphs = model.runner.graphs  # type: ignore[attr-defined]
     assert graphs is not None and len(graphs) == 2
+
+
+def test_host_staging_reuses_one_buffer_per_frame_shape_and_never_writes_the_frame() -> None:
+    from realtime_swap.gpu.ops import HostStaging
+
+    allocated: list[tuple[int, ...]] = []
+
+    def plain(shape: tuple[int, ...], dtype: Any, pin: bool) -> Any:  # what pinning would allocate, unpinned
+        assert pin
+        allocated.append(shape)
+        return torch.empty(shape, dtype=dtype)
+
+    staging = HostStaging(torch.device("cpu"), pin=True, alloc=plain)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(3)] + [np.zeros((20, 30, 3), np.uint8)]
+    for image in frames:
+        before = image.copy()
+        device = staging.upload(image)
+        device[0, 0] = 7  # the stage composites in place on the device copy
+        out = staging.download(device)
+        np.testing.assert_array_equal(image, before)
+        assert out[0, 0, 0] == 7 and np.array_equal(out[1:], image[1:]) and not np.shares_memory(out, image)
+    assert allocated == [(48, 64, 3), (48, 64, 3), (20, 30, 3), (20, 30, 3)]  # one up + one down per shape
+    assert not HostStaging(torch.device("cpu")).pin  # pinned memory on CUDA only
