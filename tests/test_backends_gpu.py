@@ -189,5 +189,7 @@ def test_torch_cuda_half(
     faces, masks = model.swap(crops(3), morph=0.6)
     np.testing.assert_allclose(faces, morph_reference[0], atol=atol)
     np.testing.assert_allclose(masks, morph_reference[1], atol=atol)
-    device_faces, _ = model.swap(torch.from_numpy(crops(3)).cuda(), morph=0.6)
+    device_faces, device_masks = model.swap(torch.from_numpy(crops(3)).cuda(), morph=0.6)
     assert device_faces.is_cuda and device_faces.dtype == torch.float32
+    np.testing.assert_allclose(device_faces.cpu().numpy(), faces, atol=1e-3)  # the device path, same pixels
+    np.testing.assert_allclose(device_masks.cpu().numpy(), masks, atol=1e-3)
