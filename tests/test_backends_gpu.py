@@ -61,7 +61,8 @@ def dfm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def morph_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """DeepFaceLab AMP's morph sizes a slice from a float input: a CPU-side shape computation, fine for
-    ORT's CUDA EP and torch, but neither CUDA-graph capturable nor a TensorRT shape tensor."""
+    ORT's CUDA EP and torch; torch's CUDA graphs capture one graph per morph value, and native TensorRT (which
+    takes no float shape input) gets the factor folded into the engine."""
     path = tmp_path_factory.mktemp("g") / "morph.dfm"
     path.write_bytes(build_dfm_model(RES, width=16, ae_dims=64, morph=True))
     return path
