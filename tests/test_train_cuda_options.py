@@ -132,3 +132,12 @@ def test_worker_processes_prepare_the_same_batches_as_the_thread(facesets: tuple
         pool.close()
     with pytest.raises(ConfigError, match="workers must be"):
         TrainConfig(workers=-1)
+
+
+def test_progress_bar_shows_iterations_per_second(
+    facesets: tuple[Faceset, Faceset], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = facesets
+    Trainer(src, dst, tmp_path / "run", model_config_for(Arch.DF, Preset.TINY, RES), _config(), progress=True).run()
+    bar = capsys.readouterr().err
+    assert "it/s=" in bar and "2/2" in bar

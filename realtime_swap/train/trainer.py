@@ -345,7 +345,9 @@ class Trainer:
                 if self.iteration % cfg.save_every == 0:
                     self.save()
                 bar.update(1)
-                bar.set_postfix(src=f"{losses.src:.4f}", dst=f"{losses.dst:.4f}", refresh=False)
+                rate = (self.iteration - start) / max(time.perf_counter() - t0, 1e-9)  # tqdm flips to s/it below 1
+                bar.set_postfix({"src": f"{losses.src:.4f}", "dst": f"{losses.dst:.4f}", "it/s": f"{rate:.2f}"},
+                                refresh=False)  # fmt: skip
                 if self._stop_requested:
                     interrupted = True
                     break
