@@ -65,8 +65,9 @@ log = logging.getLogger("gpu_suite")
 
 PARTS = ("tests", "swap_model", "bench", "training")
 PART_BUDGET_S = {"tests": 150.0, "swap_model": 110.0, "bench": 120.0, "training": 60.0}
-"""Seconds per part in full mode: 440 s together, under 8 minutes with the start-up and the wheel install."""
-SUITE_LIMIT_S = {"full": 465.0, "smoke": 150.0}
+"""Seconds per part in full mode: 440 s together; with the whole-run cap (450 s, the wheel install included) and
+one item's overrun at most, the run stays under 8 minutes."""
+SUITE_LIMIT_S = {"full": 450.0, "smoke": 150.0}
 """The whole run's cap: a part that overran (one item past its budget) shortens the parts after it."""
 SMOKE_BUDGET_S = {"tests": 40.0, "swap_model": 20.0, "bench": 40.0, "training": 20.0}
 GPU_PATH_TESTS = (
@@ -330,7 +331,7 @@ def part_swap_model(plan: Plan, work: Path, budget: Budget, smoke: bool) -> dict
         if precision != "fp32" and not cuda:
             not_run.append({"what": what, "reason": "half precision runs on CUDA only"})
             continue
-        if budget.left() < (30 if mode == "compile" and not smoke else 3):
+        if budget.left() < (45 if mode == "compile" and not smoke else 3):
             not_run.append({"what": what, "reason": "time budget spent"})
             continue
         options = BackendOptions(
