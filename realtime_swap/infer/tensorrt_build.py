@@ -229,8 +229,10 @@ def build_engine(
         raise ModelError(f"tensorrt cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    if fp16:
+    if fp16 and hasattr(trt.BuilderFlag, "FP16"):
         config.set_flag(trt.BuilderFlag.FP16)
+    elif fp16:  # TensorRT releases without weak typing build the precision the ONNX declares
+        log.warning("tensorrt %s has no FP16 builder flag: export an fp16 ONNX for half precision", trt.__version__)
     timing_file = folder / f"timing-{_slug(gpu)}-trt{version}.cache"
     timing = config.create_timing_cache(timing_file.read_bytes() if timing_file.is_file() else b"")
     config.set_timing_cache(timing, False)
