@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from realtime_swap.detect.blazeface import BlazeFaceDetector, BlazeFaceModel
+from realtime_swap.detect.engine import DetectEngine
 from realtime_swap.detect.facemesh import FaceMeshLandmarker, roi_from_landmarks
 from realtime_swap.detect.stage import AnalyzerOptions, DetectStage, FaceAnalyzer, align_faces
 from realtime_swap.detect.tracker import FaceSelection, FaceTracker, SmoothingOptions, TrackerOptions
@@ -146,7 +147,7 @@ def main() -> None:
     print(f"\n-- 1 face (demo stream), detect + landmarks + align {args.size} px + mask, per frame")
     for every, label in ((args.detect_every, f"tracked, detector every {args.detect_every} frames"),
                          (1, "tracked, detector every frame")):  # fmt: skip
-        opts = TrackerOptions(detect_every=every, backend=Backend.ORT_CPU, intra_op_threads=threads)
+        opts = TrackerOptions(detect_every=every, engine=DetectEngine(Backend.ORT_CPU), intra_op_threads=threads)
         ms, counts = stage_run(DetectStage(opts, FaceType.WHOLE_FACE, args.size), stream)
         report(label, ms, faces_seen(counts))
     for passes in (1, 2):
@@ -165,7 +166,7 @@ def main() -> None:
 
     print(f"\n-- still face (demo frame 0, face ~115 px wide), sensor noise sigma {args.noise:g}: landmark jitter")
     for smoothing in (SmoothingOptions(enabled=False), SmoothingOptions()):
-        opts = TrackerOptions(smoothing=smoothing, backend=Backend.ORT_CPU, intra_op_threads=threads)
+        opts = TrackerOptions(smoothing=smoothing, engine=DetectEngine(Backend.ORT_CPU), intra_op_threads=threads)
         jitter = still_face_jitter(stream[0], opts, args.frames, args.noise)
         label = (
             "raw FaceMesh"
@@ -176,7 +177,7 @@ def main() -> None:
 
     print(f"\n-- 6 faces (t1.jpg in 640x480), full range, detect + landmarks + align {args.size} px + mask")
     opts = TrackerOptions(BlazeFaceModel.FULL_RANGE, args.detect_every, max_faces=6, selection=FaceSelection.ALL,
-                          backend=Backend.ORT_CPU, intra_op_threads=threads)  # fmt: skip
+                          engine=DetectEngine(Backend.ORT_CPU), intra_op_threads=threads)  # fmt: skip
     ms, counts = stage_run(DetectStage(opts, FaceType.WHOLE_FACE, args.size), [group])
     report(f"tracked, detector every {args.detect_every} frames", ms, faces_seen(counts))
     an6 = FaceAnalyzer(AnalyzerOptions(refine_passes=1, backend=Backend.ORT_CPU, intra_op_threads=threads))

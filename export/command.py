@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from export.formats import EXPORT_FORMATS, ExportFormat, format_table
-from export.tensorrt_build import TRT_MISSING
 from realtime_swap.errors import ConfigError
+from realtime_swap.infer.tensorrt_build import DEFAULT_MAX_BATCH, TRT_MISSING
 
 if TYPE_CHECKING:
     from export.onnx_export import OnnxExport
@@ -38,7 +38,7 @@ def export_checkpoint(
     fp16: bool = False,
     check_parity: bool = False,
     opset: int = 17,
-    max_batch: int = 4,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> ExportOutcome:
     """Export a training checkpoint folder to ``fmt``.
 
@@ -66,7 +66,7 @@ def export_checkpoint(
     if fmt is not ExportFormat.TENSORRT:
         onnx = export_onnx(checkpoint, target, fp16=fp16, opset=opset, parity=check_parity)
         return ExportOutcome(fmt, target, onnx)
-    from export.tensorrt_build import build_engine
+    from realtime_swap.infer.tensorrt_build import build_engine
 
     onnx = export_onnx(checkpoint, target.with_suffix(".onnx"), fp16=False, opset=opset, parity=check_parity)
     build = build_engine(onnx.path, target, fp16=fp16, max_batch=max_batch)
@@ -96,7 +96,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--check-parity", action="store_true", help="compare against PyTorch on the CPU and report the max abs error"
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
-    parser.add_argument("--max-batch", type=int, default=4, help="TensorRT: largest batch of the profile (default 4)")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=DEFAULT_MAX_BATCH,
+        help=f"TensorRT: largest batch of the profile (default {DEFAULT_MAX_BATCH}, as --backend tensorrt builds)",
+    )
     parser.set_defaults(func=run)
 
 

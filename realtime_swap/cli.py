@@ -108,9 +108,11 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     """The swap model's execution engine (``--backend`` and its options), shared by ``live`` and ``bench``."""
+    from realtime_swap.detect.engine import DetectBackend
     from realtime_swap.gpu import GpuPath
     from realtime_swap.infer.runner import Precision
     from realtime_swap.infer.session import Backend
+    from realtime_swap.infer.tensorrt_build import DEFAULT_MAX_BATCH
 
     g = p.add_argument_group("inference")
     g.add_argument(
@@ -119,6 +121,13 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
         default=Backend.AUTO.value,
         help="execution engine of the swap model (auto: the fastest this machine has; the log says why others "
         "were passed over)",
+    )
+    g.add_argument(
+        "--detect-backend",
+        choices=[b.value for b in DetectBackend],
+        default=DetectBackend.AUTO.value,
+        help="engine of the face detector and landmarker (auto: torch on the GPU when the swap model runs on "
+        "torch there, else ONNX Runtime on the swap model's provider; torch: the swap's torch device or the CPU)",
     )
     g.add_argument(
         "--precision",
@@ -131,13 +140,14 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
         choices=[m.value for m in GpuPath],
         default=GpuPath.OFF.value,
         help="run swap + colour + composite as one torch stage on this device, the frame uploaded once and "
-        "downloaded once (auto/cuda: CUDA, needs a backend on CUDA; cpu: the same code on the host); default off",
+        "downloaded once (cuda: CUDA, needs a backend on CUDA; auto: CUDA when the swap model runs there, else "
+        "the CPU stages with a notice; cpu: the same torch code on the host); default off",
     )
     g.add_argument("--torch-compile", action="store_true", help="backend torch: wrap the model in torch.compile")
     g.add_argument(
         "--cuda-graph",
         action="store_true",
-        help="backends ort-cuda / ort-trt: capture a CUDA graph per batch size and replay it",
+        help="backends ort-cuda / ort-trt / torch on CUDA: capture a CUDA graph per batch size and replay it",
     )
     g.add_argument(
         "--cpu-threads",
@@ -147,8 +157,8 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-batch",
         type=positive_int,
-        default=8,
-        help="backend tensorrt: the largest number of faces per engine call it is built for (default 8)",
+        default=DEFAULT_MAX_BATCH,
+        help=f"backend tensorrt: the most faces per engine call it is built for (default {DEFAULT_MAX_BATCH})",
     )
     g.add_argument(
         "--engine-cache",
@@ -345,6 +355,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
     from realtime_swap.color import ColorMode
     from realtime_swap.config import FaceSpec, OutputSpec
     from realtime_swap.detect.blazeface import BlazeFaceModel
+    from realtime_swap.detect.engine import DetectBackend
     from realtime_swap.detect.tracker import FaceSelection
     from realtime_swap.gpu import GpuPath
     from realtime_swap.infer.session import Backend
@@ -372,6 +383,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             extra_models=tuple(args.model[1:]) if args.model else (),
             models_dir=args.models_dir,
             backend=Backend(args.backend),
+            detect_backend=DetectBackend(args.detect_backend),
             face_type=FaceType(args.face_type) if args.face_type else None,
             detector=BlazeFaceModel(args.detector),
             selection=FaceSelection(args.select),

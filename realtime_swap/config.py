@@ -10,6 +10,7 @@ from typing import TypeVar
 from realtime_swap.blend import BlendMode
 from realtime_swap.color.modes import ColorMode
 from realtime_swap.detect.blazeface import BlazeFaceModel
+from realtime_swap.detect.engine import DetectBackend
 from realtime_swap.detect.tracker import FaceSelection
 from realtime_swap.errors import ConfigError, SinkError
 from realtime_swap.gpu import GpuPath
@@ -85,7 +86,8 @@ class OutputSpec:
 class FaceSpec:
     """The face stages. swap: False is the pass-through mode (capture → output); model: a swap model (ONNX
     or DFM; None: the shipped default); extra_models: more models to switch to while running (model_index 1..);
-    face_type: override what the model says; detector/selection/max_faces/
+    detect_backend: where the detector and landmarker run (``DetectBackend``: auto follows the swap model's
+    engine); face_type: override what the model says; detector/selection/max_faces/
     detect_every: how faces are found and followed; reference/reference_every: the photos, image folders
     or facesets of the person ``selection="reference"`` swaps, how often (frames) a face's identity is checked;
     color/color_amount: colour transfer; blend, erode_px,
@@ -94,14 +96,15 @@ class FaceSpec:
     mask(s) bound the paste (``FaceMask``); gpu_path: run swap + colour + composite as one torch stage on a device
     (``GpuPath``); runtime: how the backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads,
     TensorRT batch and caches); models_dir: a folder searched first for the shipped models
-    (``realtime_swap.model_files``; None: the rest). Closed sets (detector, selection, color, blend, mask,
-    gpu_path) are their enums; a value is converted and checked here, once."""
+    (``realtime_swap.model_files``; None: the rest). Closed sets (detector, detect_backend, selection, color,
+    blend, mask, gpu_path) are their enums; a value is converted and checked here, once."""
 
     swap: bool = True
     model: Path | None = None
     extra_models: tuple[Path, ...] = ()
     models_dir: Path | None = None
     backend: Backend = Backend.AUTO
+    detect_backend: DetectBackend = DetectBackend.AUTO
     face_type: FaceType | None = None
     detector: BlazeFaceModel = BlazeFaceModel.SHORT_RANGE
     selection: FaceSelection = FaceSelection.LARGEST
@@ -131,6 +134,7 @@ class FaceSpec:
             ("blend", BlendMode, "--blend"),
             ("mask", FaceMask, "--mask"),
             ("gpu_path", GpuPath, "--gpu-path"),
+            ("detect_backend", DetectBackend, "--detect-backend"),
         ):
             object.__setattr__(self, name, closed_choice(kind, getattr(self, name), option))
         if self.max_faces < 1:

@@ -28,6 +28,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -463,10 +464,10 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     if not cfg.faces.swap:
         return []
     from realtime_swap.compose import ComposeStage
+    from realtime_swap.detect.engine import detect_engine_for
     from realtime_swap.detect.stage import DetectStage
     from realtime_swap.detect.tracker import FaceSelection, TrackerOptions
-    from realtime_swap.gpu import GpuPath
-    from realtime_swap.infer.session import ORT_PROVIDER, Backend
+    from realtime_swap.gpu import GpuPath, auto_unavailable_reason
     from realtime_swap.model_files import MEDIAPIPE, find_model_file
     from realtime_swap.swap.backends import backend_summary
     from realtime_swap.swap.model import SwapModel
@@ -478,24 +479,29 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     if f.selection is FaceSelection.REFERENCE:
         from realtime_swap.detect.identity import identity_available, load_reference
 
-        ok, why = identity_available()
+        ok, missing = identity_available()
         if not ok:
-            raise ConfigError(f"--select reference: {why}")
+            raise ConfigError(f"--select reference: {missing}")
         reference = load_reference(f.reference)
         notices.append(
             f"--select reference: {len(reference.names)} reference face(s), checked every {f.reference_every} frames"
         )
-    tracking = TrackerOptions(
-        detector=f.detector,
-        detect_every=f.detect_every,
-        max_faces=f.max_faces,
-        selection=f.selection,
-        reference=reference,
-        reference_every=f.reference_every,
-        # The detectors are ONNX Runtime models: a swap backend outside it (torch, tensorrt) leaves them on auto.
-        backend=f.backend if f.backend in ORT_PROVIDER else Backend.AUTO,
-        model_dir=find_model_file(MEDIAPIPE, f.models_dir),
-    )
+
+    def tracking(swap: SwapModel | None) -> TrackerOptions:
+        # the detector's own engine: the swap's backend may be one ONNX Runtime does not have (torch, tensorrt)
+        engine = detect_engine_for(f.detect_backend, *((swap.backend, swap.runner.device) if swap else (None, None)))
+        log.debug("detector and landmarker on %s", engine.describe())
+        return TrackerOptions(
+            detector=f.detector,
+            detect_every=f.detect_every,
+            max_faces=f.max_faces,
+            selection=f.selection,
+            reference=reference,
+            reference_every=f.reference_every,
+            engine=engine,
+            model_dir=find_model_file(MEDIAPIPE, f.models_dir),
+        )
+
     path = f.model or default_model_path(f.models_dir)
     if path is None and f.extra_models:
         raise ConfigError("more swap models given but no first one (--model)")
@@ -505,11 +511,13 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             "detecting and aligning faces only (landmarks shown)"
         )
         controls.show_landmarks = True
-        return [DetectStage(tracking, f.face_type or FaceType.WHOLE_FACE, 256)]
+        return [DetectStage(tracking(None), f.face_type or FaceType.WHOLE_FACE, 256)]
     models: list[SwapModel] = []
+    # a TensorRT engine of a morph DFM has the morph factor built in: the one this run swaps with
+    runtime = f.runtime if f.morph is None else replace(f.runtime, morph=f.morph)
     try:
         for model_path in (path, *f.extra_models):
-            models.append(SwapModel.load(model_path, f.backend, face_type=f.face_type, options=f.runtime))
+            models.append(SwapModel.load(model_path, f.backend, face_type=f.face_type, options=runtime))
     except BaseException:
         for model in models:
             model.close()
@@ -526,7 +534,7 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     stages: list[Stage] = [
         DetectStage(
             targets=[(m.face_type, m.resolution) for m in models],
-            tracker=tracking,
+            tracker=tracking(models[0]),
             mask=f.mask.uses_hull,
             mouth=f.keep_mouth,
         ),
@@ -542,7 +550,9 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             keep_mouth=f.keep_mouth,
         ),
     ]
-    if f.gpu_path is not GpuPath.OFF:
+    if f.gpu_path is GpuPath.AUTO and (why := auto_unavailable_reason(models[0].runner.device)) is not None:
+        notices.append(f"--gpu-path auto: {why}; running the CPU stages")
+    elif f.gpu_path is not GpuPath.OFF:
         from realtime_swap.gpu.stage import gpu_resident_stages
 
         stages = gpu_resident_stages(stages, f.gpu_path)

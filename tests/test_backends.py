@@ -109,3 +109,42 @@ def test_ort_cpu_threads_and_host_only(dfm_path: Path) -> None:
     assert [i.name for i in runner.inputs] == ["in_face:0"]
     with pytest.raises(ConfigError, match="keeps tensors on the host"):
         runner.run_into({}, {}, {})
+
+
+def test_auto_falls_back_when_a_faster_backend_cannot_build_the_model(
+    dfm_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TensorRT parse/build failure is a ModelError: ``auto`` logs it and takes the next backend."""
+    from realtime_swap.errors import ModelError
+    from realtime_swap.swap import backends
+
+    real_open, real_reason = backends._open, backends.unavailable_reason
+    opened: list[Backend] = []
+
+    def fake_reason(backend: Backend, *, engine_file: bool = False) -> str | None:
+        return None if backend is Backend.TENSORRT else real_reason(backend, engine_file=engine_file)
+
+    def fake_open(path: Path, backend: Backend, options: backends.BackendOptions, engine_file: bool):  # type: ignore[no-untyped-def]
+        opened.append(backend)
+        if backend is Backend.TENSORRT:
+            raise ModelError(f"TensorRT could not parse {path.name}: In node 3 (Conv): unsupported")
+        return real_open(path, backend, options, engine_file)
+
+    monkeypatch.setattr(backends, "unavailable_reason", fake_reason)
+    monkeypatch.setattr(backends, "_open", fake_open)
+    with caplog.at_level(logging.INFO, logger="realtime_swap.swap.backends"):
+        model = SwapModel.load(dfm_path)
+    assert opened[0] is Backend.TENSORRT and model.backend is not Backend.TENSORRT
+    notes = dict(note.split(": ", 1) for note in model.notes)
+    assert "could not parse" in notes["tensorrt"]
+    assert "backend auto: tensorrt cannot run tiny.dfm (TensorRT could not parse" in caplog.text
+    model.close()
+
+
+def test_auto_on_a_bad_file_raises_the_model_error(tmp_path: Path) -> None:
+    from realtime_swap.errors import ModelError
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError):
+        SwapModel.load(bad)

@@ -61,7 +61,8 @@ def dfm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def morph_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """DeepFaceLab AMP's morph sizes a slice from a float input: a CPU-side shape computation, fine for
-    ORT's CUDA EP and torch, but neither CUDA-graph capturable nor a TensorRT shape tensor."""
+    ORT's CUDA EP and torch; torch's CUDA graphs capture one graph per morph value, and native TensorRT (which
+    takes no float shape input) gets the factor folded into the engine."""
     path = tmp_path_factory.mktemp("g") / "morph.dfm"
     path.write_bytes(build_dfm_model(RES, width=16, ae_dims=64, morph=True))
     return path
@@ -118,10 +119,40 @@ def test_ort_cuda_graphs_replay_per_batch_size(dfm_path: Path, reference: tuple[
 
 
 @needs_ort_trt
-def test_ort_trt_fp16(dfm_path: Path, reference: tuple[np.ndarray, np.ndarray]) -> None:
+def test_ort_trt_fp16(dfm_path: Path, reference: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    """TensorRT ran the whole graph (ORT's profile names the provider of every node; a node TensorRT rejected
+    would show the CUDA EP), in fp16 (off the fp32 result by more than fp32 rounding, within fp16's)."""
+    import json
+
+    from realtime_swap.infer.session import ort_providers_for
+
     faces, masks = SwapModel.load(dfm_path, Backend.ORT_TRT).swap(crops(3))
-    np.testing.assert_allclose(faces, reference[0], atol=2e-2)
-    np.testing.assert_allclose(masks, reference[1], atol=2e-2)
+    for got, want in ((faces, reference[0]), (masks, reference[1])):
+        error = float(np.abs(got - want).max())
+        assert 1e-5 < error < 2e-2, error
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(tmp_path / "trt")
+    providers = ort_providers_for(Backend.ORT_TRT, cache_dir=tmp_path / "cache")
+    session = ort.InferenceSession(str(dfm_path), sess_options=opts, providers=providers)
+    session.run(None, {"in_face:0": crops(3)})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    ran = {e["args"]["provider"] for e in events if e.get("cat") == "Node" and "provider" in e.get("args", {})}
+    assert ran == {"TensorrtExecutionProvider"}, ran
+
+
+@needs_tensorrt
+def test_native_tensorrt_runs_a_morph_dfm_with_the_factor_built_in(
+    morph_path: Path, morph_reference: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    from realtime_swap.errors import ConfigError
+
+    model = SwapModel.load(morph_path, Backend.TENSORRT, options=BackendOptions(cache_dir=tmp_path, morph=0.6))
+    faces, masks = model.swap(crops(3), morph=0.6)
+    np.testing.assert_allclose(faces, morph_reference[0], atol=2e-2)
+    np.testing.assert_allclose(masks, morph_reference[1], atol=2e-2)
+    with pytest.raises(ConfigError, match=r"built for morph_value:0 = 0\.6"):
+        model.swap(crops(1), morph=0.3)
 
 
 @needs_tensorrt
@@ -159,5 +190,7 @@ def test_torch_cuda_half(
     faces, masks = model.swap(crops(3), morph=0.6)
     np.testing.assert_allclose(faces, morph_reference[0], atol=atol)
     np.testing.assert_allclose(masks, morph_reference[1], atol=atol)
-    device_faces, _ = model.swap(torch.from_numpy(crops(3)).cuda(), morph=0.6)
+    device_faces, device_masks = model.swap(torch.from_numpy(crops(3)).cuda(), morph=0.6)
     assert device_faces.is_cuda and device_faces.dtype == torch.float32
+    np.testing.assert_allclose(device_faces.cpu().numpy(), faces, atol=1e-3)  # the device path, same pixels
+    np.testing.assert_allclose(device_masks.cpu().numpy(), masks, atol=1e-3)

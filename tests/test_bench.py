@@ -148,13 +148,24 @@ def test_bench_paced_like_a_camera(tiny_model: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(
-    not (torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()),
-    reason="needs a CUDA GPU seen by torch and onnxruntime-gpu (none here)",
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            "ort-cuda",
+            marks=pytest.mark.skipif(
+                not (torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()),
+                reason="needs a CUDA GPU seen by torch and onnxruntime-gpu (none here)",
+            ),
+        ),
+        pytest.param(
+            "torch", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with a CUDA device")
+        ),
+    ],
 )
-def test_bench_on_cuda_times_the_gpu(tiny_model: Path, tmp_path: Path) -> None:
+def test_bench_on_cuda_times_the_gpu(tiny_model: Path, tmp_path: Path, backend: str) -> None:
     out = tmp_path / "cuda.json"
-    args = ["--resolution", "320x240", "--model", str(tiny_model), "--backend", "ort-cuda", "--frames", "8"]
+    args = ["--resolution", "320x240", "--model", str(tiny_model), "--backend", backend, "--frames", "8"]
     done = _bench(
         [*args, "--warmup", "2", "--inference-iters", "5", "--gpu-path", "cuda", "--json", str(out)], tmp_path
     )

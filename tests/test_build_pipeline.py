@@ -70,6 +70,35 @@ def test_gpu_path_replaces_swap_and_blend(tmp_path: Path) -> None:
     pipeline.source.close()
 
 
+def test_gpu_path_auto_without_cuda_runs_the_cpu_stages_with_a_notice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine may have a GPU: hide it
+    model = tmp_path / "m.dfm"
+    model.write_bytes(build_dfm_model(64))
+    pipeline, notices = build_pipeline(_config("--model", str(model), "--null", "--gpu-path", "auto"))
+    assert [type(s) for s in pipeline.stages] == [DetectStage, SwapStage, ComposeStage]
+    assert any(n.startswith("--gpu-path auto: torch") and "sees no CUDA device; running the CPU stages" in n
+               for n in notices)  # fmt: skip
+    pipeline.source.close()
+
+
+def test_gpu_path_auto_with_a_swap_model_on_the_cpu_says_so(tmp_path: Path) -> None:
+    from realtime_swap.gpu import auto_unavailable_reason
+
+    assert auto_unavailable_reason("cpu") is not None  # no CUDA, or a model on the CPU: either way, not CUDA
+    model = tmp_path / "m.dfm"
+    model.write_bytes(build_dfm_model(64))
+    pipeline, notices = build_pipeline(
+        _config("--model", str(model), "--null", "--backend", "ort-cpu", "--gpu-path", "auto")
+    )
+    assert [type(s) for s in pipeline.stages] == [DetectStage, SwapStage, ComposeStage]
+    assert any(n.startswith("--gpu-path auto: ") for n in notices)
+    pipeline.source.close()
+
+
 def test_a_source_that_fails_to_open_releases_the_loaded_models(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

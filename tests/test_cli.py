@@ -139,7 +139,7 @@ def test_inference_options_reach_the_backend(tmp_path: Path) -> None:
     ("options", "needle"),
     [
         (["--precision", "fp16"], "runs the model's own precision"),
-        (["--cuda-graph"], "CUDA graphs apply to backends 'ort-cuda' and 'ort-trt'"),
+        (["--cuda-graph"], "CUDA graphs apply to backends 'ort-cuda', 'ort-trt' and 'torch'"),
         (["--torch-compile"], "torch.compile applies to backend 'torch'"),
     ],
 )

@@ -339,7 +339,7 @@ def test_a_swap_backend_outside_onnx_runtime_leaves_the_detectors_on_auto(backen
     cfg = _config_from_args(parser.parse_args(argv))
     pipeline, _ = build_pipeline(cfg)
     detect, swap = pipeline.stages[:2]
-    assert isinstance(detect, DetectStage) and detect.tracker.options.backend is detectors
+    assert isinstance(detect, DetectStage) and detect.tracker.options.engine.backend is detectors
     assert swap.model.backend is Backend(backend)  # type: ignore[attr-defined]
     pipeline.source.close()
     swap.close()

@@ -17,8 +17,8 @@ import torch
 from export import command
 from export.formats import EXPORT_FORMATS, ExportFormat, format_table
 from export.onnx_export import check_parity, export_onnx, read_metadata
-from export.tensorrt_build import TRT_MISSING, build_engine, engine_cache_key
 from realtime_swap.errors import ConfigError, ModelError
+from realtime_swap.infer.tensorrt_build import TRT_MISSING, build_engine, engine_cache_key
 from realtime_swap.swap.dfm_io import DFM_INPUT, DFM_OUTPUTS
 from realtime_swap.train.checkpoint import load_model
 from realtime_swap.train.config import Arch, Preset, TrainConfig, model_config_for
@@ -180,6 +180,6 @@ def test_tensorrt_engine_build_and_cache(checkpoints: dict[Arch, Path], tmp_path
     onnx_path = export_onnx(checkpoints[Arch.DF], tmp_path / "m.onnx").path
     first = build_engine(onnx_path, tmp_path / "m.engine", cache_dir=tmp_path / "cache")
     assert not first.cached and first.engine.stat().st_size > 0
-    assert list((tmp_path / "cache").glob("timing-*.cache"))
+    assert list((tmp_path / "cache" / "trt-native").glob("timing-*.cache"))
     second = build_engine(onnx_path, tmp_path / "m2.engine", cache_dir=tmp_path / "cache")
     assert second.cached and second.key == first.key and second.engine.read_bytes() == first.engine.read_bytes()

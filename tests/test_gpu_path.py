@@ -197,17 +197,31 @@ def test_cuda_asked_without_cuda_is_a_clear_error(model_path: Path) -> None:
             resolve_device(model, requested)
 
 
-CUDA_READY = torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+ORT_CUDA_READY = torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not CUDA_READY, reason="needs a CUDA GPU seen by torch and onnxruntime-gpu (none here)")
-def test_cuda_stage_matches_the_cpu_path(model_path: Path, detected: list[Frame]) -> None:
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            "ort-cuda",
+            marks=pytest.mark.skipif(not ORT_CUDA_READY, reason="needs a CUDA GPU and onnxruntime-gpu (none here)"),
+        ),
+        pytest.param(
+            "torch", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with a CUDA device")
+        ),
+    ],
+)
+def test_cuda_stage_matches_the_cpu_path(model_path: Path, detected: list[Frame], backend: str) -> None:
+    from realtime_swap.infer.runner import Precision
     from realtime_swap.infer.session import Backend
+    from realtime_swap.swap import BackendOptions
 
     cpu_model = SwapModel.load(model_path, Backend.ORT_CPU)
     want = _cpu_path(cpu_model, detected, ComposeStage())
-    cuda_model = SwapModel.load(model_path, Backend.ORT_CUDA)
+    options = BackendOptions(precision=Precision.FP32) if backend == "torch" else BackendOptions()
+    cuda_model = SwapModel.load(model_path, Backend(backend), options=options)
     got = _gpu_path(GpuSwapComposeStage(cuda_model, device=resolve_device(cuda_model, "auto")), detected)
     for a, b in zip(want, got, strict=True):
         diff = np.abs(a.astype(np.int16) - b.astype(np.int16))

@@ -22,6 +22,7 @@ from realtime_swap.bench.settings import (
 )
 from realtime_swap.cli import add_inference_arguments, backend_options_from_args, non_negative_int, positive_int
 from realtime_swap.color.modes import ColorMode
+from realtime_swap.detect.engine import DetectBackend
 from realtime_swap.errors import ConfigError
 from realtime_swap.gpu import GpuPath
 from realtime_swap.handoff import DropPolicy
@@ -113,6 +114,7 @@ def settings_from_args(args: argparse.Namespace, resolution: str) -> BenchSettin
         model=args.model,
         synthetic_resolution=args.synthetic_resolution,
         backend=Backend(args.backend),
+        detect_backend=DetectBackend(args.detect_backend),
         gpu_path=GpuPath(args.gpu_path),
         color=ColorMode(args.color),
         detect_every=args.detect_every,

@@ -55,6 +55,7 @@ def _config(s: BenchSettings, model: Path, runtime: BackendOptions) -> EngineCon
         faces=FaceSpec(
             model=model,
             backend=s.backend,
+            detect_backend=s.detect_backend,
             max_faces=s.faces,
             detect_every=s.detect_every,
             color=s.color,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from realtime_swap.color.modes import ColorMode
 from realtime_swap.config import closed_choice
+from realtime_swap.detect.engine import DetectBackend
 from realtime_swap.errors import ConfigError
 from realtime_swap.gpu import GpuPath
 from realtime_swap.handoff import DropPolicy
@@ -71,6 +72,7 @@ class BenchSettings:
     model: Path | None = None
     synthetic_resolution: int = 128
     backend: Backend = Backend.AUTO
+    detect_backend: DetectBackend = DetectBackend.AUTO
     gpu_path: GpuPath = GpuPath.OFF
     color: ColorMode = ColorMode.RCT
     detect_every: int = 5
@@ -92,6 +94,9 @@ class BenchSettings:
             raise ConfigError("bench: --warmup, --inference-iters and --sequential-threads must be >= 0")
         object.__setattr__(self, "gpu_path", closed_choice(GpuPath, self.gpu_path, "bench: --gpu-path"))
         object.__setattr__(self, "color", closed_choice(ColorMode, self.color, "bench: --color"))
+        object.__setattr__(
+            self, "detect_backend", closed_choice(DetectBackend, self.detect_backend, "bench: --detect-backend")
+        )
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
+from realtime_swap.detect.engine import DetectEngine, DetectorModel, check_model_io, open_detector_model
 from realtime_swap.errors import ModelError
-from realtime_swap.infer import Backend, create_ort_session
+from realtime_swap.infer import Backend
 from realtime_swap.model_files import MEDIAPIPE, require_model_file
 from realtime_swap.types import check_bgr_image
 
@@ -116,19 +116,6 @@ def weighted_nms(data: np.ndarray, scores: np.ndarray, iou_threshold: float) -> 
     return np.asarray(kept_rows, np.float32), np.asarray(kept_scores, np.float32)
 
 
-def check_session_io(session: Any, path: Path, size: int, outputs: tuple[str, ...]) -> None:
-    """Refuse a model whose input/output names, rank or resolution are not the ones this wrapper expects."""
-    inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].name != "input":
-        raise ModelError(f"{path}: expected one input named 'input', got {[i.name for i in inputs]}")
-    shape = inputs[0].shape
-    if len(shape) != 4 or list(shape[1:]) != [size, size, 3]:
-        raise ModelError(f"{path}: expected input (N, {size}, {size}, 3), got {shape}")
-    names = [o.name for o in session.get_outputs()]
-    if names != list(outputs):
-        raise ModelError(f"{path}: expected outputs {list(outputs)}, got {names}")
-
-
 class BlazeFaceDetector:
     """Find faces in a BGR frame: boxes, scores and 6 key points in frame px.
 
@@ -137,6 +124,7 @@ class BlazeFaceDetector:
     weighted NMS, as in MediaPipe's face_detection graphs.
 
     min_score: detections below this confidence are dropped. nms_iou: IoU above which boxes merge.
+    backend: an ONNX Runtime backend, or a ``DetectEngine`` (ONNX Runtime or torch on a device).
     model_dir: folder holding the converted .onnx files (default: ``mediapipe/`` of the models folders,
     ``realtime_swap.model_files``).
     """
@@ -144,7 +132,7 @@ class BlazeFaceDetector:
     def __init__(
         self,
         model: BlazeFaceModel = BlazeFaceModel.SHORT_RANGE,
-        backend: Backend = Backend.AUTO,
+        backend: Backend | DetectEngine = Backend.AUTO,
         min_score: float = 0.5,
         nms_iou: float = 0.3,
         model_dir: str | Path | None = None,
@@ -161,12 +149,14 @@ class BlazeFaceDetector:
         self.nms_iou = float(nms_iou)
         self.anchors = ssd_anchors(spec.input_size, spec.strides, spec.anchors_per_layer)
         path = Path(model_dir) / spec.file if model_dir else require_model_file(f"{MEDIAPIPE}/{spec.file}")
-        session: Any = create_ort_session(path, backend, intra_op_threads)
-        check_session_io(session, path, spec.input_size, ("regressors", "classificators"))
-        num_anchors = session.get_outputs()[0].shape[1]
+        engine = backend if isinstance(backend, DetectEngine) else DetectEngine(backend)
+        session = open_detector_model(path, engine, intra_op_threads)
+        check_model_io(session, path, spec.input_size, ("regressors", "classificators"))
+        num_anchors = session.outputs[0].shape[1]
         if num_anchors != len(self.anchors):
             raise ModelError(f"{path}: {num_anchors} anchors in the model, {len(self.anchors)} expected")
-        self._session = session
+        self.engine = engine
+        self._session: DetectorModel = session
 
     def letterbox(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model input (1, S, S, 3) float32 RGB [-1, 1] and the (2, 3) affine frame px -> input px."""
@@ -190,7 +180,7 @@ class BlazeFaceDetector:
         """Faces in an (H, W, 3) uint8 BGR image, best score first. No face: an empty list."""
         image = check_bgr_image(image, "BlazeFaceDetector.detect")
         tensor, matrix = self.letterbox(image)
-        regressors, logits = self._session.run(None, {"input": tensor})
+        regressors, logits = self._session.run(tensor)
         return self.decode(regressors[0], logits[0, :, 0], matrix)
 
     def decode(self, regressors: np.ndarray, logits: np.ndarray, matrix: np.ndarray) -> list[Detection]:

@@ -12,13 +12,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
-from realtime_swap.detect.blazeface import Detection, check_session_io
-from realtime_swap.infer import Backend, create_ort_session
+from realtime_swap.detect.blazeface import Detection
+from realtime_swap.detect.engine import DetectEngine, DetectorModel, check_model_io, open_detector_model
+from realtime_swap.infer import Backend
 from realtime_swap.model_files import MEDIAPIPE, require_model_file
 from realtime_swap.types import check_bgr_image
 
@@ -104,20 +104,22 @@ class MeshResult:
 class FaceMeshLandmarker:
     """468 face landmarks from a BGR frame and ROIs (several ROIs run as one batch).
 
+    backend: an ONNX Runtime backend, or a ``DetectEngine`` (ONNX Runtime or torch on a device).
     model_dir: folder holding face_landmark.onnx (default: ``mediapipe/`` of the models folders,
     ``realtime_swap.model_files``).
     """
 
     def __init__(
         self,
-        backend: Backend = Backend.AUTO,
+        backend: Backend | DetectEngine = Backend.AUTO,
         model_dir: str | Path | None = None,
         intra_op_threads: int | None = None,
     ) -> None:
         path = Path(model_dir) / MODEL_FILE if model_dir else require_model_file(f"{MEDIAPIPE}/{MODEL_FILE}")
-        session: Any = create_ort_session(path, backend, intra_op_threads)
-        check_session_io(session, path, INPUT_SIZE, ("landmarks", "face_flag"))
-        self._session = session
+        self.engine = backend if isinstance(backend, DetectEngine) else DetectEngine(backend)
+        session = open_detector_model(path, self.engine, intra_op_threads)
+        check_model_io(session, path, INPUT_SIZE, ("landmarks", "face_flag"))
+        self._session: DetectorModel = session
         self.input_size = INPUT_SIZE
 
     def crop(self, image: np.ndarray, roi: Roi) -> np.ndarray:
@@ -134,7 +136,7 @@ class FaceMeshLandmarker:
             return []
         crops = np.stack([self.crop(image, roi) for roi in rois])
         tensor = crops[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
-        raw, flags = self._session.run(None, {"input": tensor})
+        raw, flags = self._session.run(tensor)
         raw = raw.reshape(len(rois), NUM_LANDMARKS, 3).astype(np.float64)
         scores = 1.0 / (1.0 + np.exp(-np.clip(flags.reshape(-1).astype(np.float64), -100.0, 100.0)))
         out = []

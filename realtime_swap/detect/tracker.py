@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime_swap.detect.blazeface import BlazeFaceDetector, BlazeFaceModel, Detection
+from realtime_swap.detect.engine import DetectEngine
 from realtime_swap.detect.facemesh import (
     FaceMeshLandmarker,
     MeshResult,
@@ -26,7 +27,6 @@ from realtime_swap.detect.identity import SAME_PERSON_DISTANCE, FaceEmbedder, Re
 from realtime_swap.detect.mesh import keypoints_from_mesh
 from realtime_swap.detect.smoothing import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, OneEuroFilter
 from realtime_swap.errors import ConfigError
-from realtime_swap.infer import Backend
 from realtime_swap.types import Face, check_bgr_image
 
 
@@ -86,6 +86,7 @@ class TrackerOptions:
     reference / reference_every / reference_distance: for ``FaceSelection.REFERENCE``, the person to keep
     (``realtime_swap.detect.identity.ReferenceIdentity``), how often a tracked face's identity is embedded again
     (every N frames; also when its track starts), and the distance under which it is that person.
+    engine: where the detector and landmarker run (ONNX Runtime or torch on a device; ``detect.engine``).
     intra_op_threads: ONNX Runtime threads per model (None: one per core). 1 by default: these models are
     small (a 2nd thread saves ~15 % of a FaceMesh run on an idle CPU) and the live pipeline's other stages
     share the cores; two sessions with multi-thread, spinning pools slow each other down by 2-3x on 2 cores.
@@ -104,7 +105,7 @@ class TrackerOptions:
     reference_every: int = 30
     reference_distance: float = SAME_PERSON_DISTANCE
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
-    backend: Backend = Backend.AUTO
+    engine: DetectEngine = field(default_factory=DetectEngine)
     model_dir: Path | None = None
     intra_op_threads: int | None = 1
 
@@ -215,7 +216,7 @@ class FaceTracker:
         if self._detector is None:
             o = self.options
             self._detector = BlazeFaceDetector(
-                o.detector, o.backend, o.min_detection_score, model_dir=o.model_dir,
+                o.detector, o.engine, o.min_detection_score, model_dir=o.model_dir,
                 intra_op_threads=o.intra_op_threads,
             )  # fmt: skip
         return self._detector
@@ -224,11 +225,11 @@ class FaceTracker:
     def landmarker(self) -> FaceMeshLandmarker:
         if self._landmarker is None:
             o = self.options
-            self._landmarker = FaceMeshLandmarker(o.backend, o.model_dir, o.intra_op_threads)
+            self._landmarker = FaceMeshLandmarker(o.engine, o.model_dir, o.intra_op_threads)
         return self._landmarker
 
     def warmup(self) -> None:
-        """Create both ONNX sessions and run each once on a blank frame."""
+        """Load both models on their engine and run each once on a blank frame."""
         blank = np.zeros((64, 64, 3), np.uint8)
         self.detector.detect(blank)
         self.landmarker.landmark(blank, [Roi(32.0, 32.0, 48.0, 0.0)])

@@ -23,6 +23,20 @@ class GpuPath(str, enum.Enum):
     CPU = "cpu"
 
 
+def auto_unavailable_reason(swap_device: str) -> str | None:
+    """Why ``--gpu-path auto`` cannot put the GPU-resident stage on CUDA for a swap model whose runner is on
+    ``swap_device`` ("cpu", "cuda:0"), as one clause, or None when it can. ``auto`` then runs the CPU stages."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device"
+    if not swap_device.startswith("cuda"):
+        return f"the swap model runs on the CPU ({swap_device})"
+    return None
+
+
 _STAGE_EXPORTS = frozenset({"DEVICE_COLOR_MODES", "GpuSwapComposeStage", "gpu_resident_stages", "resolve_device"})
 
 
@@ -34,4 +48,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DEVICE_COLOR_MODES", "GpuPath", "GpuSwapComposeStage", "gpu_resident_stages", "resolve_device"]
+__all__ = [
+    "DEVICE_COLOR_MODES",
+    "GpuPath",
+    "GpuSwapComposeStage",
+    "auto_unavailable_reason",
+    "gpu_resident_stages",
+    "resolve_device",
+]

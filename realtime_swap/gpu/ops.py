@@ -6,7 +6,8 @@ Each function mirrors a host function of the CPU path and documents the differen
 * :func:`rct_moments` / :func:`rct_apply` ↔ the ``rct`` colour transfer (:mod:`realtime_swap.color`);
 * :func:`process_mask` ↔ :func:`realtime_swap.blend.process_mask`;
 * :func:`sharpen` ↔ the unsharp mask of :func:`realtime_swap.blend.paste_back_roi`;
-* :func:`composite_region` ↔ the ROI warp and composite of :func:`realtime_swap.blend.paste_back_roi`.
+* :func:`composite_region` ↔ the ROI warp and composite of :func:`realtime_swap.blend.paste_back_roi`;
+* :class:`HostStaging`: the frame's one upload and one download through page-locked host buffers.
 
 OpenCV warps in fixed point (coordinates in 1/32 px, weights in 1/1024) while these warp in float32, so warped
 pixels differ by up to about one 8-bit level; the Lab conversion is :mod:`realtime_swap.color.lab`'s torch twin
@@ -18,6 +19,7 @@ on each function.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -29,6 +31,51 @@ from realtime_swap.blend import feather_mask, sharpen_face
 from realtime_swap.color.common import MASK_CUTOFF, MOMENT_SAMPLES, RCT_STD_FLOOR, sample_stride
 from realtime_swap.color.lab import bgr_to_lab_torch as bgr_to_lab
 from realtime_swap.color.lab import lab_to_bgr_torch as lab_to_bgr
+
+
+class HostStaging:
+    """The frame's way onto the device and back: page-locked (pinned) host buffers, one per frame shape, reused,
+    so the copies are DMA transfers that need no driver-side staging and the upload is asynchronous.
+
+    device: where frames go. pin: page-lock the host buffers (default: on CUDA; torch pins only with a GPU).
+    alloc: (shape, dtype, pin) -> host tensor; tests pass a plain allocator to exercise the reuse on the CPU.
+    """
+
+    def __init__(
+        self,
+        device: torch.device,
+        pin: bool | None = None,
+        alloc: Callable[[tuple[int, ...], torch.dtype, bool], torch.Tensor] | None = None,
+    ) -> None:
+        self.device = device
+        self.pin = device.type == "cuda" if pin is None else pin
+        self._alloc = alloc or (lambda shape, dtype, pin: torch.empty(shape, dtype=dtype, pin_memory=pin))
+        self._up: dict[tuple[int, ...], torch.Tensor] = {}
+        self._down: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def _buffer(self, pool: dict[tuple[int, ...], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+        if shape not in pool:
+            pool[shape] = self._alloc(shape, torch.uint8, self.pin)
+        return pool[shape]
+
+    def upload(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 host frame -> a new device tensor (the caller's array is never written)."""
+        if self.device.type == "cpu" and not self.pin:
+            return torch.from_numpy(image).clone()
+        staged = self._buffer(self._up, tuple(image.shape))
+        staged.numpy()[...] = image  # one host copy into page-locked memory
+        # the next frame writes this buffer only after this frame's download synchronised the stream
+        return staged.to(self.device, non_blocking=True)
+
+    def download(self, frame: torch.Tensor) -> np.ndarray:
+        """Device (H, W, 3) uint8 tensor -> a new host array (waits for the device)."""
+        if self.device.type == "cpu" and not self.pin:
+            return frame.numpy().copy()
+        staged = self._buffer(self._down, tuple(frame.shape))
+        staged.copy_(frame, non_blocking=True)
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        return staged.numpy().copy()
 
 
 @dataclass(frozen=True, slots=True)

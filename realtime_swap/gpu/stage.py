@@ -25,7 +25,14 @@ from realtime_swap.blend import BlendMode, check_blend_options
 from realtime_swap.color import ColorMode, ColorStatsSmoother
 from realtime_swap.errors import ConfigError
 from realtime_swap.gpu import GpuPath
-from realtime_swap.gpu.ops import DeviceRctSmoother, composite_region, process_mask, sharpen, warp_crop
+from realtime_swap.gpu.ops import (
+    DeviceRctSmoother,
+    HostStaging,
+    composite_region,
+    process_mask,
+    sharpen,
+    warp_crop,
+)
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.swap.model import FaceMask, SwapModel
 from realtime_swap.swap.stage import RunsSwapModels
@@ -97,6 +104,7 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
             raise ConfigError("gpu path: no model")
         self.model = self.models[0]
         self.device = torch.device(device)
+        self.staging = HostStaging(self.device)
         for m in self.models:
             if self.device.type == "cuda" and not m.runner.device.startswith("cuda"):
                 raise ConfigError(
@@ -184,14 +192,13 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
         mode = controls.color_mode
         s = model.resolution
         with torch.inference_mode():
-            # one upload (a copy also on the CPU device: the received array is never written)
-            frame = torch.as_tensor(image).to(self.device, copy=True)
+            frame = self.staging.upload(image)  # one upload, through a pinned buffer on CUDA
             crops = [warp_crop(frame, _aligned(f).matrix, _aligned(f).size) for f in faces]
             batch = torch.stack([_resize(c, s) for c in crops]) * (1.0 / 255.0)
             swapped, learned = model.swap(batch, morph=self.morph if model.has_morph else None, mask=self.mask)
             for face, crop, out, mask in zip(faces, crops, swapped, learned, strict=True):
                 self._paste(frame, face, crop, out, mask, mode, t)
-            return frame.cpu().numpy()  # one download
+            return self.staging.download(frame)  # one download
 
     def _paste(
         self,

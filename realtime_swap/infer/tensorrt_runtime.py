@@ -4,15 +4,14 @@ Written against TensorRT's name-based tensor API (``set_input_shape``, ``set_ten
 ``execute_async_v3``). Device memory is torch CUDA tensors, and the engine runs on torch's current CUDA stream,
 so its outputs are ordered with whatever the caller does next on that stream.
 
-Engines are cached in ``<cache>/trt-native/``, keyed by the ONNX bytes, TensorRT version, GPU name, precision and
-the batch range; the builder's timing cache lives next to them, so a rebuild after a model change is quick.
+Engines come from the one builder, ``realtime_swap.infer.tensorrt_build`` (its cache is the one ``export --format
+tensorrt`` fills). Inputs the builder folded into the engine as constants (a morph DFM's ``morph_value:0``) are
+still listed in ``inputs`` and may be fed; a value other than the one built in is a ConfigError.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 
 from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.infer.runner import Dim, ModelRunner, TensorInfo, is_torch_tensor
-from realtime_swap.infer.session import Backend, default_cache_dir
+from realtime_swap.infer.session import Backend
 
 log = logging.getLogger(__name__)
 
@@ -62,70 +61,6 @@ def _logger(trt: Any) -> Any:
     return trt.Logger(trt.Logger.WARNING)
 
 
-def engine_cache_path(onnx_path: Path, *, fp16: bool, max_batch: int, cache_dir: Path | None = None) -> Path:
-    """Where the engine for this ONNX file, this GPU, this TensorRT and these build settings is cached."""
-    trt = _import_tensorrt()
-    import torch
-
-    gpu = torch.cuda.get_device_name(torch.cuda.current_device())
-    digest = hashlib.sha256(onnx_path.read_bytes())
-    digest.update(f"|trt={trt.__version__}|gpu={gpu}|fp16={fp16}|max_batch={max_batch}".encode())
-    folder = (cache_dir or default_cache_dir()) / "trt-native"
-    return folder / f"{onnx_path.stem}-{digest.hexdigest()[:20]}.engine"
-
-
-def build_engine(onnx_path: Path, *, fp16: bool = True, max_batch: int = 8, cache_dir: Path | None = None) -> Path:
-    """Build (or find in the cache) a TensorRT engine for an ONNX model; return the engine file's path.
-
-    fp16: allow half-precision kernels (I/O stays as the ONNX declares it). max_batch: the largest batch of the
-    optimisation profile on a dynamic batch axis (opt = 1: one face is the common live case). Raises ModelError
-    naming the ONNX parser's or builder's complaint, ConfigError when TensorRT cannot run here.
-    """
-    trt = _import_tensorrt()
-    engine_path = engine_cache_path(onnx_path, fp16=fp16, max_batch=max_batch, cache_dir=cache_dir)
-    if engine_path.is_file():
-        log.info("tensorrt: engine cache hit %s", engine_path)
-        return engine_path
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    logger = _logger(trt)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ModelError(f"tensorrt cannot parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    if fp16 and hasattr(trt.BuilderFlag, "FP16"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        shape = tuple(int(d) for d in tensor.shape)
-        if -1 in shape[1:] and len(shape) > 1:
-            raise ModelError(
-                f"tensorrt: input '{tensor.name}' of {onnx_path} has dynamic dims {shape} beyond the batch axis"
-            )
-        if shape and shape[0] == -1:
-            rest = shape[1:]
-            low, high = (1, *rest), ((max_batch if len(shape) > 1 else 1), *rest)
-            profile.set_shape(tensor.name, low, low, high)
-    config.add_optimization_profile(profile)
-    timing_path = engine_path.parent / "timing.cache"
-    timing_cache = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
-    config.set_timing_cache(timing_cache, False)
-    log.info("tensorrt: building engine for %s (fp16=%s, batch 1..%d); this takes a while", onnx_path, fp16, max_batch)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ModelError(f"tensorrt failed to build an engine for {onnx_path} (see TensorRT's log above)")
-    tmp = engine_path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(serialized)
-    tmp.replace(engine_path)
-    with open(timing_path, "wb") as handle:
-        handle.write(config.get_timing_cache().serialize())
-    return engine_path
-
-
 def _np_dtype(trt: Any, dtype: Any) -> str:
     return str(np.dtype(trt.nptype(dtype)))
 
@@ -133,7 +68,11 @@ def _np_dtype(trt: Any, dtype: Any) -> str:
 class TensorRTRunner(ModelRunner):
     """A serialized TensorRT engine with one execution context, run on torch's current CUDA stream."""
 
-    def __init__(self, engine_path: str | Path, *, device_id: int = 0) -> None:
+    def __init__(
+        self, engine_path: str | Path, *, device_id: int = 0, folded: Mapping[str, float] | None = None
+    ) -> None:
+        from realtime_swap.infer.tensorrt_build import read_folded
+
         trt = _import_tensorrt()
         import torch
 
@@ -161,6 +100,8 @@ class TensorRTRunner(ModelRunner):
             info = TensorInfo(name, dims, _np_dtype(trt, self._engine.get_tensor_dtype(name)))
             is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (inputs if is_input else outputs).append(info)
+        self._folded = dict(read_folded(self._path) if folded is None else folded)
+        inputs += [TensorInfo(name, (1,), "float32") for name in self._folded]
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
         first = self.inputs[0]
         if first.shape and first.shape[0] is None:
@@ -172,12 +113,23 @@ class TensorRTRunner(ModelRunner):
     def _torch_dtype(self, name: str) -> Any:
         return getattr(self._torch, self._dtypes[name])
 
+    def _check_folded(self, name: str, value: Any) -> None:
+        got = float(np.asarray(value.cpu() if is_torch_tensor(value) else value, np.float32).reshape(-1)[0])
+        if got != np.float32(self._folded[name]):
+            raise ConfigError(
+                f"tensorrt engine {self._path.name} was built for {name} = {self._folded[name]:g}, fed {got:g}: "
+                "a TensorRT engine takes no float shape input, so each morph factor is its own engine (--morph)"
+            )
+
     def _execute(self, feeds: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
         """Bind, enqueue on the current stream; returns output name -> tensor (the caller's buffer or scratch)."""
         torch = self._torch
         ctx = self._context
         staged = []  # inputs converted here stay referenced until the work is enqueued
         for name, value in feeds.items():
+            if name in self._folded:
+                self._check_folded(name, value)
+                continue
             tensor = value if is_torch_tensor(value) else torch.from_numpy(np.ascontiguousarray(value))
             # Shape tensors (e.g. a morph factor that sizes a slice) are read by TensorRT from host memory.
             on_host = self._engine.get_tensor_location(name) == self._trt.TensorLocation.HOST

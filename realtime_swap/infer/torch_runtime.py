@@ -7,7 +7,7 @@ Half precision is for CUDA only (CPU half kernels are slow or missing). Inputs o
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,65 @@ def torch_unavailable_reason() -> str | None:
     return None
 
 
+class StaticGraphs:
+    """One captured graph per batch size, with static input and output buffers (CUDA graphs replay on fixed
+    addresses): a call copies its inputs into the batch size's buffers, replays, and returns the static outputs
+    (valid until the next call with that batch size).
+
+    fn: the module call, (*tensors) -> tuple of tensors; host: values passed as they are (a DFM morph factor,
+    which sizes a slice: each value is its own graph). capture: (fn, static inputs) -> (replay, static outputs);
+    default :func:`cuda_graph_capture`; tests pass one that runs on the CPU.
+    """
+
+    def __init__(self, fn: Callable[..., tuple[Any, ...]], capture: Callable[..., Any] | None = None) -> None:
+        self._fn = fn
+        self._capture = capture or cuda_graph_capture
+        self._slots: dict[tuple[Any, ...], tuple[list[Any], Callable[[], None], tuple[Any, ...]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __call__(self, *args: Any) -> tuple[Any, ...]:
+        import torch
+
+        key = tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else ("host", repr(a)) for a in args)
+        slot = self._slots.get(key)
+        if slot is None:
+            statics = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+            replay, outputs = self._capture(self._fn, statics)
+            self._slots[key] = slot = (statics, replay, outputs)
+        statics, replay, outputs = slot
+        for static, value in zip(statics, args, strict=True):
+            if isinstance(static, torch.Tensor):
+                static.copy_(value, non_blocking=True)
+        replay()
+        return outputs
+
+
+def cuda_graph_capture(fn: Callable[..., tuple[Any, ...]], statics: list[Any]) -> tuple[Callable[[], None], Any]:
+    """Capture ``fn(*statics)`` in a CUDA graph after warm-up runs on a side stream (torch's recipe)."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.inference_mode():
+        for _ in range(3):  # cuDNN/cuBLAS pick their algorithms outside the capture
+            fn(*statics)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.cuda.graph(graph):
+        outputs = tuple(fn(*statics))
+    return graph.replay, outputs
+
+
 class TorchRunner(ModelRunner):
     """An ONNX model run as a converted torch module.
 
     device: "cpu" or "cuda[:id]"; precision: None = fp16 on CUDA, fp32 on the CPU; compile: wrap the module
-    in ``torch.compile`` (the first call per batch size compiles: do it in warm-up).
+    in ``torch.compile`` (the first call per batch size compiles: do it in warm-up); cuda_graph: capture one
+    CUDA graph per batch size (and morph value) with static buffers (:class:`StaticGraphs`; CUDA only);
+    channels_last: convolution weights in NHWC memory order (None: on CUDA; the DFM input is NHWC already, so
+    the activations are too and cuDNN's fastest fp16/bf16 kernels need no layout conversions).
     """
 
     def __init__(
@@ -44,6 +98,8 @@ class TorchRunner(ModelRunner):
         device: str = "cpu",
         precision: Precision | None = None,
         compile: bool = False,
+        cuda_graph: bool = False,
+        channels_last: bool | None = None,
     ) -> None:
         reason = torch_unavailable_reason()
         if reason is not None:
@@ -66,17 +122,24 @@ class TorchRunner(ModelRunner):
         ]
         model = load_onnx(self._path, weights=True)
         self.inputs, self.outputs = onnx_io(model)
+        if cuda_graph and dev.type != "cuda":
+            raise ConfigError("backend 'torch': CUDA graphs need a CUDA device")
         module = OnnxModule(model, str(self._path)).to(device=dev, dtype=self._dtype).eval()
+        self.channels_last = dev.type == "cuda" if channels_last is None else channels_last
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 4-D weights only
         self._input_names = module.input_names
         self._output_index = {name: i for i, name in enumerate(module.output_names)}
         self._fn: Any = torch.compile(module, dynamic=False) if compile else module
+        self.graphs: StaticGraphs | None = StaticGraphs(self._fn) if cuda_graph else None
         self._device = dev
         self.device = str(dev)
         first = self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else None
         self.fixed_batch = first if isinstance(first, int) else None
         self._host_inputs = {info.name for info in self.inputs if len(info.shape) <= 1}
         self._torch = torch
-        log.info("torch backend: %s on %s, %s, compile=%s", self._path.name, dev, precision.value, compile)
+        log.info("torch backend: %s on %s, %s, compile=%s, cuda_graph=%s, channels_last=%s", self._path.name, dev,
+                 precision.value, compile, cuda_graph, self.channels_last)  # fmt: skip
 
     def _forward(self, feeds: Mapping[str, Any]) -> tuple[Any, ...]:
         from realtime_swap.infer.onnx_torch import host_scalar
@@ -91,6 +154,8 @@ class TorchRunner(ModelRunner):
                 continue
             tensor = value if is_torch_tensor(value) else torch.from_numpy(np.ascontiguousarray(value))
             args.append(tensor.to(self._device, self._dtype, non_blocking=True))
+        if self.graphs is not None:
+            return self.graphs(*args)
         with torch.inference_mode():
             return tuple(self._fn(*args))
 

@@ -13,9 +13,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime_swap.errors import ConfigError
+from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.infer.runner import ModelRunner, Precision
 from realtime_swap.infer.session import ORT_PROVIDER, Backend, ort_install_hint
+from realtime_swap.infer.tensorrt_build import DEFAULT_MAX_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +31,21 @@ class BackendOptions:
 
     precision: None = each backend's fast default (fp16 for tensorrt / ort-trt / torch on CUDA, fp32 elsewhere).
     torch_compile: wrap the torch backend's module in ``torch.compile``.
-    cuda_graph: capture CUDA graphs in ort-cuda / ort-trt (fixed shapes, every node on the GPU).
+    cuda_graph: capture CUDA graphs in ort-cuda / ort-trt / torch on CUDA (one per batch size, static buffers).
     cpu_threads: ONNX Runtime intra-op threads (default: the core count).
     max_batch: the largest batch a native TensorRT engine is built for (faces per call; more are split).
     cache_dir: TensorRT engine/timing caches (default: ``realtime_swap.infer.session.default_cache_dir()``).
+    morph: the morph factor a native TensorRT engine of a morph DFM is built for (TensorRT takes no float shape
+    input, ``realtime_swap.infer.tensorrt_build``); None: the model's default.
     """
 
     precision: Precision | None = None
     torch_compile: bool = False
     cuda_graph: bool = False
     cpu_threads: int | None = None
-    max_batch: int = 8
+    max_batch: int = DEFAULT_MAX_BATCH
     cache_dir: Path | None = None
+    morph: float | None = None
 
 
 def _cuda_device_reason() -> str | None:
@@ -84,8 +88,8 @@ def _check_options(backend: Backend, options: BackendOptions) -> None:
     p = options.precision
     if options.torch_compile and backend is not Backend.TORCH:
         raise ConfigError(f"torch.compile applies to backend 'torch', not '{backend.value}'")
-    if options.cuda_graph and backend not in (Backend.ORT_CUDA, Backend.ORT_TRT):
-        raise ConfigError(f"CUDA graphs apply to backends 'ort-cuda' and 'ort-trt', not '{backend.value}'")
+    if options.cuda_graph and backend not in (Backend.ORT_CUDA, Backend.ORT_TRT, Backend.TORCH):
+        raise ConfigError(f"CUDA graphs apply to backends 'ort-cuda', 'ort-trt' and 'torch', not '{backend.value}'")
     if p in (Precision.FP16, Precision.BF16) and backend in (Backend.ORT_CPU, Backend.ORT_CUDA):
         raise ConfigError(f"backend '{backend.value}' runs the model's own precision (export an fp16 model instead)")
     if p is not None and p is not Precision.FP16 and backend is Backend.ORT_TRT:
@@ -101,17 +105,22 @@ def _open(path: Path, backend: Backend, options: BackendOptions, engine_file: bo
         trt_cache = options.cache_dir / "trt" if options.cache_dir is not None else None
         return OrtRunner(path, backend, cuda_graph=options.cuda_graph, threads=options.cpu_threads, cache_dir=trt_cache)
     if backend is Backend.TENSORRT:
-        from realtime_swap.infer.tensorrt_runtime import TensorRTRunner, build_engine
+        from realtime_swap.infer.tensorrt_build import build_engine
+        from realtime_swap.infer.tensorrt_runtime import TensorRTRunner
 
-        engine = path
-        if not engine_file:
-            fp16 = options.precision is not Precision.FP32
-            engine = build_engine(path, fp16=fp16, max_batch=options.max_batch, cache_dir=options.cache_dir)
-        return TensorRTRunner(engine)
+        if engine_file:
+            return TensorRTRunner(path)
+        fp16 = options.precision is not Precision.FP32
+        build = build_engine(
+            path, fp16=fp16, max_batch=options.max_batch, morph=options.morph, cache_dir=options.cache_dir
+        )
+        return TensorRTRunner(build.engine, folded=build.folded)
     from realtime_swap.infer.torch_runtime import TorchRunner
 
     device = "cuda" if _torch_has_cuda() else "cpu"
-    return TorchRunner(path, device=device, precision=options.precision, compile=options.torch_compile)
+    return TorchRunner(
+        path, device=device, precision=options.precision, compile=options.torch_compile, cuda_graph=options.cuda_graph
+    )
 
 
 def _torch_has_cuda() -> bool:
@@ -130,10 +139,11 @@ def _fit_options(backend: Backend, options: BackendOptions) -> BackendOptions:
     return BackendOptions(
         precision=None,
         torch_compile=options.torch_compile and backend is Backend.TORCH,
-        cuda_graph=options.cuda_graph and backend in (Backend.ORT_CUDA, Backend.ORT_TRT),
+        cuda_graph=options.cuda_graph and backend in (Backend.ORT_CUDA, Backend.ORT_TRT, Backend.TORCH),
         cpu_threads=options.cpu_threads,
         max_batch=options.max_batch,
         cache_dir=options.cache_dir,
+        morph=options.morph,
     )
 
 
@@ -143,7 +153,10 @@ def open_runner(
     """Open ``path`` on ``backend`` (or the fastest that works, for AUTO).
 
     Returns the runner and, for AUTO, one "backend: reason" line per faster backend passed over.
-    Raises ConfigError when the named backend (or, for AUTO, every backend) cannot run it here.
+    Under AUTO a backend that fails to open the model (ConfigError: not usable here; ModelError: TensorRT could
+    not parse or build it, an op the torch converter lacks) is passed over with its reason, logged at info level.
+    Raises ConfigError when the named backend (or, for AUTO, every backend) cannot run it here, and the last
+    backend's ModelError when the file itself is bad.
     """
     if backend is not Backend.AUTO:
         reason = unavailable_reason(backend, engine_file=engine_file)
@@ -152,6 +165,7 @@ def open_runner(
         _check_options(backend, options)
         return _open(path, backend, options, engine_file), ()
     notes: list[str] = []
+    last_error: ModelError | None = None
     for candidate in AUTO_ORDER:
         reason = unavailable_reason(candidate, engine_file=engine_file)
         if reason is None and candidate is Backend.TORCH and not _torch_has_cuda():
@@ -161,11 +175,17 @@ def open_runner(
             continue
         try:
             runner = _open(path, candidate, _fit_options(candidate, options), engine_file)
-        except ConfigError as exc:  # e.g. onnxruntime fell back to the CPU: try the next one
+        except (ConfigError, ModelError) as exc:
+            # onnxruntime fell back to the CPU (ConfigError), TensorRT could not parse or build the graph, or a
+            # converter lacks an op (ModelError): this backend cannot run this model; the next one may
+            log.info("backend auto: %s cannot run %s (%s); trying the next one", candidate.value, path.name, exc)
             notes.append(f"{candidate.value}: {exc}")
+            last_error = exc if isinstance(exc, ModelError) else None
             continue
         log.debug("backend auto -> %s for %s; passed over: %s", candidate.value, path.name, "; ".join(notes) or "none")
         return runner, tuple(notes)
+    if last_error is not None:  # the last resort (ort-cpu) refused the file itself: that is the error to show
+        raise last_error
     raise ConfigError(f"no backend can run {path}: " + "; ".join(notes))
 
 

@@ -1,5 +1,5 @@
 """DeepFaceLive's DFM tensor layout: the names every swap model file is read (``swap.model``), written
-(``export.onnx_export``, ``swap.synthetic``) and profiled (``export.tensorrt_build``) with.
+(``export.onnx_export``, ``swap.synthetic``) and profiled (``realtime_swap.infer.tensorrt_build``) with.
 
 * input ``in_face:0`` (N, S, S, 3) float32 BGR in [0, 1]; optional input ``morph_value:0`` (1,) float32;
 * outputs, in this order (DeepFaceLive unpacks them by position): ``out_face_mask:0`` (N, S, S, 1),

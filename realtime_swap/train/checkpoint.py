@@ -219,6 +219,17 @@ def check_compatible(state: CheckpointState, expected: ModelConfig, folder: str 
         )
 
 
+def init_weights(model: SwapAutoencoder, folder: str | Path) -> CheckpointState:
+    """Load a checkpoint's model weights into ``model`` (a fresh one of the same architecture: pretraining on
+    other faces, then training on a user's pair). Raises ModelError for a missing, corrupt or other-architecture
+    checkpoint, naming each field that differs."""
+    folder = Path(folder)
+    state = read_state(folder)
+    check_compatible(state, model.config, folder)
+    _load_module(model, _load_tensors(folder / MODEL_FILE), folder / MODEL_FILE)
+    return state
+
+
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[SwapAutoencoder, CheckpointState]:
     """Rebuild a checkpoint's model with its weights (eval mode) for inference or export."""
     folder = Path(folder)

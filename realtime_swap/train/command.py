@@ -49,6 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's weights (a model pretrained on other faces, same architecture); "
+        "the optimiser and iteration count start afresh",
+    )
     p.add_argument("--preview-every", type=int, default=200, help="iterations between preview PNGs (default 200)")
     p.add_argument("--save-every", type=int, default=1000, help="iterations between checkpoints (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches (default 0)")
@@ -60,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gan-power", type=float, default=0.0, help="patch-GAN loss weight, 0 = off (DFL uses 0.1)")
     p.add_argument("--gan-start", type=int, default=0, help="iteration at which the GAN loss starts")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="processes that augment batches (default 0: one background thread)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -113,8 +124,12 @@ def run(args: argparse.Namespace) -> int:
         color_transfer=args.color_transfer,
         gan_power=args.gan_power,
         gan_start=args.gan_start,
+        workers=args.workers,
     )
-    trainer = Trainer(src, dst, args.out, model_config, train_config, resume=args.resume, progress=not args.quiet)
+    trainer = Trainer(
+        src, dst, args.out, model_config, train_config, resume=args.resume, progress=not args.quiet,
+        init_from=args.init_from,
+    )  # fmt: skip
     result = trainer.run()
     last = result.losses[-1] if result.losses else None
     losses = f", last loss src {last[1]:.4f} dst {last[2]:.4f}" if last else ""

@@ -167,7 +167,10 @@ class TrainConfig:
     """The training recipe.
 
     iterations: total target (a resumed run trains until the counter reaches it). lr: learning rate.
-    device: "cpu", "cuda", "cuda:N" or "auto". amp: mixed precision (CUDA only; ignored on the CPU).
+    device: "cpu", "cuda", "cuda:N" or "auto". amp: mixed precision (CUDA only; ignored on the CPU): bf16 on GPUs
+    that have it (Ampere and newer), else fp16 with a gradient scaler. channels_last: NHWC memory order for the
+    convolutions (None: on CUDA, where cuDNN's fast half-precision kernels want it). workers: processes that
+    augment batches (0: one background thread; a fast GPU trains faster than one core augments).
     preview_every / save_every / log_every: iterations between preview PNGs, checkpoints, CSV rows.
     random_warp / flip: DeepFaceLab-style augmentation. color_transfer: probability of recolouring a source
     sample towards a random destination sample (Reinhard LAB). Loss weights: dssim / mse on the (masked)
@@ -183,6 +186,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     device: str = "auto"
     amp: bool = True
+    channels_last: bool | None = None
+    workers: int = 0
     seed: int = 0
     preview_every: int = 100
     save_every: int = 500
@@ -213,6 +218,8 @@ class TrainConfig:
         for name in ("weight_decay", "dssim_weight", "mse_weight", "eyes_mouth_weight", "mask_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"workers must be an integer >= 0, got {self.workers!r}")
         if self.gan_power < 0 or self.gan_start < 0 or self.grad_clip < 0:
             raise ConfigError("gan_power, gan_start and grad_clip must be >= 0")
 

@@ -6,13 +6,17 @@ uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import collections
+import multiprocessing
 import queue
 import threading
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from realtime_swap.errors import ConfigError
 from realtime_swap.train.augment import apply_warp, reinhard_transfer, sample_warp_params
 from realtime_swap.train.faceset import Faceset
 from realtime_swap.train.masks import eyes_mouth_mask, face_hull_mask
@@ -126,11 +130,36 @@ def fixed_batch(data: TrainingSet, count: int) -> Batch:
     )
 
 
-class BatchPrefetcher:
-    """Builds the (src, dst) batches of iterations start..stop-1 on a background thread, in order.
+_WORKER_SETS: tuple[TrainingSet, TrainingSet] | None = None
 
-    ``get(iteration)`` returns that iteration's batches; an error in the worker is re-raised there.
-    ``close()`` stops the worker. The queue holds at most ``depth`` iterations ahead.
+
+def _init_worker(src: TrainingSet, dst: TrainingSet) -> None:
+    global _WORKER_SETS
+    _WORKER_SETS = (src, dst)
+
+
+def _worker_pair(seed: int, it: int, batch_size: int, settings: AugmentSettings) -> tuple[int, Batch, Batch]:
+    assert _WORKER_SETS is not None, "worker started without its training sets"
+    src, dst = _WORKER_SETS
+    return _pair(src, dst, seed, it, batch_size, settings)
+
+
+def _pair(
+    src: TrainingSet, dst: TrainingSet, seed: int, it: int, batch_size: int, settings: AugmentSettings
+) -> tuple[int, Batch, Batch]:
+    src_batch = make_batch(iteration_rng(seed, it, SRC_STREAM), src, batch_size, settings, dst)
+    dst_batch = make_batch(iteration_rng(seed, it, DST_STREAM), dst, batch_size, settings, None)
+    return it, src_batch, dst_batch
+
+
+class BatchPrefetcher:
+    """Builds the (src, dst) batches of iterations start..stop-1 in the background, in order.
+
+    workers: 0 builds them on one background thread; N > 0 in N worker processes (each gets the training sets
+    once), ``depth`` iterations in flight, for a GPU that trains faster than one core augments. Each iteration's
+    batches come from its own random stream (``iteration_rng``), so the batches do not depend on ``workers``.
+    ``get(iteration)`` returns that iteration's batches; an error in a worker is re-raised there.
+    ``close()`` stops the workers. The queue holds at most ``depth`` iterations ahead.
     """
 
     def __init__(
@@ -143,20 +172,37 @@ class BatchPrefetcher:
         start: int,
         stop: int,
         depth: int = 3,
+        workers: int = 0,
     ) -> None:
+        if workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {workers}")
         self._queue: queue.Queue[tuple[int, Batch, Batch] | BaseException] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._args = (src, dst, batch_size, settings, seed, start, stop)
+        self._pool: ProcessPoolExecutor | None = None
+        if workers:
+            # spawn, not fork: the trainer's process holds threads (and perhaps CUDA), which fork does not copy
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(src, dst))
+        self._depth = max(depth, workers)
         self._thread = threading.Thread(target=self._run, name="batch-prefetch", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         src, dst, batch_size, settings, seed, start, stop = self._args
         try:
+            if self._pool is None:
+                for it in range(start, stop):
+                    if not self._put(_pair(src, dst, seed, it, batch_size, settings)):
+                        return
+                return
+            pending: collections.deque[Future[tuple[int, Batch, Batch]]] = collections.deque()
             for it in range(start, stop):
-                src_batch = make_batch(iteration_rng(seed, it, SRC_STREAM), src, batch_size, settings, dst)
-                dst_batch = make_batch(iteration_rng(seed, it, DST_STREAM), dst, batch_size, settings, None)
-                if not self._put((it, src_batch, dst_batch)):
+                pending.append(self._pool.submit(_worker_pair, seed, it, batch_size, settings))
+                if len(pending) >= self._depth and not self._put(pending.popleft().result()):
+                    return
+            while pending:
+                if not self._put(pending.popleft().result()):
                     return
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
@@ -182,3 +228,5 @@ class BatchPrefetcher:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

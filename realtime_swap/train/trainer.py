@@ -26,7 +26,7 @@ from torch import nn
 
 from realtime_swap.errors import ConfigError
 from realtime_swap.train.archs import SwapAutoencoder, build_model
-from realtime_swap.train.checkpoint import has_checkpoint, restore_training, save_checkpoint
+from realtime_swap.train.checkpoint import has_checkpoint, init_weights, restore_training, save_checkpoint
 from realtime_swap.train.config import ModelConfig, OptimizerKind, TrainConfig
 from realtime_swap.train.data import AugmentSettings, Batch, BatchPrefetcher, TrainingSet, fixed_batch
 from realtime_swap.train.faceset import Faceset
@@ -43,6 +43,12 @@ from realtime_swap.train.preview import LossLog, plot_losses, preview_grid
 log = logging.getLogger(__name__)
 
 PREVIEW_SAMPLES = 4
+
+
+def amp_dtype_for(capability: tuple[int, int] | None) -> torch.dtype:
+    """The autocast dtype on a CUDA GPU of compute ``capability`` (major, minor): bf16 from Ampere (8.x) on, whose
+    range needs no loss scaling; fp16 (with a GradScaler) before. None (no GPU): fp16, unused."""
+    return torch.bfloat16 if capability is not None and capability[0] >= 8 else torch.float16
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -94,7 +100,10 @@ class Trainer:
     """Trains a swap model of ``model_config`` on src (the identity to produce) and dst facesets.
 
     out_dir: checkpoint + logs folder. resume: continue the checkpoint in out_dir (ConfigError when there is
-    none); without it, an out_dir that already holds a checkpoint is refused. progress: show a tqdm bar.
+    none); without it, an out_dir that already holds a checkpoint is refused. progress: show a tqdm bar (its
+    rate is it/s). init_from: a checkpoint folder of the same architecture (a model pretrained on other faces,
+    as DeepFaceLab's pretraining gives) whose weights the new model starts from; the optimiser and the
+    iteration counter start afresh. Not with resume.
     """
 
     def __init__(
@@ -106,6 +115,7 @@ class Trainer:
         train_config: TrainConfig,
         resume: bool = False,
         progress: bool = True,
+        init_from: str | Path | None = None,
     ) -> None:
         if src.face_type != dst.face_type:
             raise ConfigError(
@@ -122,6 +132,12 @@ class Trainer:
         self.progress = progress
         self.device = resolve_device(train_config.device)
         self.amp = train_config.amp and self.device.type == "cuda"
+        capability = torch.cuda.get_device_capability(self.device) if self.device.type == "cuda" else None
+        self.amp_dtype = amp_dtype_for(capability)
+        cl = train_config.channels_last
+        self.channels_last = self.device.type == "cuda" if cl is None else cl
+        if resume and init_from is not None:
+            raise ConfigError("--init-from starts a new training; it cannot be combined with --resume")
         self.src_faceset, self.dst_faceset = src, dst
 
         if resume and not has_checkpoint(self.out_dir):
@@ -130,19 +146,25 @@ class Trainer:
             raise ConfigError(f"{self.out_dir} already holds a checkpoint; resume it or choose another folder")
 
         torch.manual_seed(train_config.seed)
-        self.model: SwapAutoencoder = build_model(model_config).to(self.device)
+        self.model: SwapAutoencoder = build_model(model_config)
+        if init_from is not None:
+            init_weights(self.model, init_from)
+        self.model = self.model.to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = self._make_optimizer(self.model.parameters())
         self.discriminator: nn.Module | None = None
         self.disc_optimizer: torch.optim.Optimizer | None = None
         if train_config.gan_power > 0:
             self.discriminator = PatchDiscriminator(max(16, model_config.d_dims)).to(self.device)
             self.disc_optimizer = self._make_optimizer(self.discriminator.parameters())
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # bf16 has fp32's range: no loss scaling; a checkpoint's scaler state is kept for an fp16 GPU
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.iteration = 0
         if resume:
             state = restore_training(self.out_dir, self.model, self._optimizers(), self.discriminator)
             self.iteration = state.iteration
-            if state.grad_scaler and self.amp:
+            if state.grad_scaler and self.scaler.is_enabled():
                 self.scaler.load_state_dict(state.grad_scaler)
             for opt in self._optimizers().values():
                 for group in opt.param_groups:
@@ -178,14 +200,18 @@ class Trainer:
         return opts
 
     def _tensors(self, batch: Batch) -> tuple[torch.Tensor, ...]:
-        nb = self.device.type == "cuda"
-        return tuple(
-            torch.from_numpy(a).to(self.device, non_blocking=nb)
-            for a in (batch.warped, batch.target, batch.mask, batch.eyes_mouth)
-        )
+        cuda = self.device.type == "cuda"
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = []
+        for a in (batch.warped, batch.target, batch.mask, batch.eyes_mouth):
+            host = torch.from_numpy(a)
+            if cuda:  # page-locked: the copy runs asynchronously, overlapping the previous step's kernels
+                host = host.pin_memory()
+            out.append(host.to(self.device, non_blocking=cuda).contiguous(memory_format=layout))
+        return tuple(out)
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
     def step(self, iteration: int, src: Batch, dst: Batch) -> StepLosses:
         """One optimisation step on a (src, dst) batch pair; returns the mean losses."""
@@ -271,7 +297,7 @@ class Trainer:
             self.iteration,
             self.config,
             discriminator=self.discriminator,
-            grad_scaler=self.scaler.state_dict() if self.amp else None,
+            grad_scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
             extra=extra,
         )
 
@@ -294,8 +320,9 @@ class Trainer:
         in_main = threading.current_thread() is threading.main_thread()
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
         prefetch = BatchPrefetcher(
-            self.src_data, self.dst_data, cfg.batch_size, self.augment, cfg.seed, start, max(start, cfg.iterations)
-        )
+            self.src_data, self.dst_data, cfg.batch_size, self.augment, cfg.seed, start, max(start, cfg.iterations),
+            workers=cfg.workers,
+        )  # fmt: skip
         bar = progress_bar(total=cfg.iterations, initial=start, unit="it", disable=not self.progress, desc="train")
         history: list[tuple[int, float, float]] = []
         pending: list[StepLosses] = []
@@ -318,7 +345,9 @@ class Trainer:
                 if self.iteration % cfg.save_every == 0:
                     self.save()
                 bar.update(1)
-                bar.set_postfix(src=f"{losses.src:.4f}", dst=f"{losses.dst:.4f}", refresh=False)
+                rate = (self.iteration - start) / max(time.perf_counter() - t0, 1e-9)  # tqdm flips to s/it below 1
+                bar.set_postfix({"src": f"{losses.src:.4f}", "dst": f"{losses.dst:.4f}", "it/s": f"{rate:.2f}"},
+                                refresh=False)  # fmt: skip
                 if self._stop_requested:
                     interrupted = True
                     break
