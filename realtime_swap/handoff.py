@@ -49,8 +49,16 @@ class LatestSlot(Generic[T]):
                 self._cond.wait(timeout_s)
             if self._item is not None:
                 item, self._item = self._item, None
+                self._cond.notify_all()  # a producer may wait for the slot to empty (wait_taken)
                 return item
             return CLOSED if self._closed else None
+
+    def wait_taken(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` until no item is pending; True when none is."""
+        with self._cond:
+            if self._item is not None and not self._closed:
+                self._cond.wait(timeout_s)
+            return self._item is None or self._closed
 
     def close(self) -> None:
         """No more items: wake the waiting consumers (the pending item, if any, is still handed out)."""

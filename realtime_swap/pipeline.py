@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _END = object()  # end-of-stream marker that travels behind the last frame in a FIFO hop
 _POLL_S = 0.05
+_EWMA = 0.2  # weight of the newest sample in the per-frame time averages that time a live stage's start
 _CORRUPT_WARN_S = 1.0  # at most one "corrupt packets skipped" warning a second
 
 
@@ -74,6 +75,43 @@ class _Hop:
         self._queue: queue.Queue[object] = queue.Queue(size)
         self._abort = abort
         self._metrics = metrics
+        self._taken_at: float | None = None
+        self._busy_s = 0.0  # EWMA of how long the taker stays busy with a frame (work and handing it on)
+        self._free_at = 0.0  # perf_counter time the taker is expected to want its next frame
+
+    def ready(self) -> None:
+        """The taker is about to wait for its next frame (it worked on the last one and handed it on)."""
+        now = time.perf_counter()
+        if self._taken_at is not None:
+            busy = now - self._taken_at
+            self._busy_s = busy if self._busy_s == 0.0 else self._busy_s + _EWMA * (busy - self._busy_s)
+            self._taken_at = None
+        self._free_at = now
+
+    def wait_ready(self, lead_s: float) -> None:
+        """For the stage feeding a live hop, before it starts on a new frame: wait until the frame it handed
+        over last was taken, and then until the taker will be free within ``lead_s`` (the feeding stage's own time
+        per frame), so that the frame it starts now is taken as soon as it is done: fresh, and never worked on
+        only to replace one still waiting (work a busy CPU cannot spare). No wait on a FIFO hop."""
+        if self._slot is None:
+            return
+        self.wait_taken()
+        wait = self._free_at - lead_s - time.perf_counter()
+        if wait > 0 and not self._abort.wait(min(wait, _POLL_S * 4)):
+            return
+        if self._abort.is_set():
+            raise _Aborted
+
+    def wait_taken(self) -> None:
+        """For the stage feeding a live hop, before it starts on a new frame: wait until the frame it handed over
+        last was taken. A frame it worked on would otherwise only replace one still waiting here — work thrown
+        away, which a busy CPU cannot spare — while the fresh frame it can start on once this one is taken waits
+        no longer than the taker's current job. No wait on a FIFO hop (its bound does that)."""
+        if self._slot is None:
+            return
+        while not self._slot.wait_taken(_POLL_S):
+            if self._abort.is_set():
+                raise _Aborted
 
     def put(self, frame: Frame) -> None:
         if self._slot is not None:
@@ -111,6 +149,8 @@ class _Hop:
                 if got is CLOSED:
                     return None
                 if got is not None:
+                    self._taken_at = now = time.perf_counter()
+                    self._free_at = now + self._busy_s
                     return got
                 continue
             try:
@@ -233,8 +273,11 @@ class Pipeline:
 
     def _stage_worker(self, stage: Stage, inq: _Hop, out: _Hop) -> None:
         failed = False  # once this stage has failed, the frames still in flight pass it untouched
+        work_s = 0.0  # EWMA of this stage's time per frame: how early it starts before the next stage is free
         try:
             while True:
+                out.wait_ready(work_s * 1.2 + 0.001)
+                inq.ready()
                 frame = inq.get()
                 if frame is None:
                     out.close()
@@ -253,6 +296,7 @@ class Pipeline:
                     out.put(frame)
                     continue
                 ms = (time.perf_counter() - t0) * 1000.0
+                work_s = ms / 1000.0 if work_s == 0.0 else work_s + _EWMA * (ms / 1000.0 - work_s)
                 frame.timings[stage.name] = ms
                 self.metrics.stage(stage.name, ms)
                 out.put(frame)
@@ -264,6 +308,7 @@ class Pipeline:
         shown: np.ndarray | None = None  # the last picture output (a held frame repeats it)
         try:
             while True:
+                inq.ready()
                 frame = inq.get()
                 if frame is None:
                     return
