@@ -13,6 +13,7 @@ import hmac
 import itertools
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -225,3 +226,43 @@ def tls_context(cert: Path | None, key: Path | None) -> object | None:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the TLS certificate {cert} / key {key}: {exc}") from None
     return context
+
+
+class BackgroundServer:
+    """``app`` served on ``host`` from a thread with its own event loop (tests, benchmarks); ``url`` once
+    entered. Leaving it closes every session and stops the loop."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="serve-loop", daemon=True)
+        self._runner = web.AppRunner(app)
+
+    def _call(self, coro: Awaitable[object], timeout_s: float = 60.0) -> object:
+        async def wrapped() -> object:
+            return await coro
+
+        return asyncio.run_coroutine_threadsafe(wrapped(), self._loop).result(timeout_s)
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        self._call(self._runner.setup())
+        site = web.TCPSite(self._runner, self.host, self.port)
+        self._call(site.start())
+        self.port = self._runner.addresses[0][1]
+        self.url = f"http://{self.host}:{self.port}"
+        return self
+
+    def state(self) -> ServeState:
+        return self.app[STATE]
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._call(self._runner.cleanup())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10.0)
+            self._loop.close()
