@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -16,7 +19,7 @@ pytest.importorskip("aiortc", reason="serve needs the [serve] extra (aiortc)")
 pytest.importorskip("aiohttp", reason="serve needs the [serve] extra (aiohttp)")
 
 from aiohttp import ClientSession, web
-from conftest import free_port
+from conftest import ROOT, free_port
 
 from realtime_swap.config import EngineConfig, FaceSpec
 from realtime_swap.infer.session import Backend
@@ -170,3 +173,43 @@ def test_refusals_token_room_and_malformed_offers(executor: BatchingSwapExecutor
 def test_only_loopback_binds_without_a_token() -> None:
     assert not needs_token("127.0.0.1") and not needs_token("::1")
     assert needs_token("0.0.0.0") and needs_token("192.168.1.20")
+
+
+def test_the_serve_command_serves_the_page_and_stops_on_sigint() -> None:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        str(ROOT / "run_live.py"),
+        "serve",
+        "--port",
+        str(port),
+        "--token",
+        "t0k",
+        "--backend",
+        "ort-cpu",
+    ]
+    process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        lines: list[str] = []
+        assert process.stderr is not None
+        for line in process.stderr:  # the URL line comes once the port is bound
+            lines.append(line)
+            if line.startswith("serving on"):
+                break
+        assert f"serving on http://127.0.0.1:{port}/?token=t0k" in "".join(lines), lines
+
+        async def get() -> tuple[int, str, int]:
+            async with ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/") as page:
+                    csp = page.headers["Content-Security-Policy"]
+                async with http.post(f"http://127.0.0.1:{port}/offer", json={"sdp": "", "type": "offer"}) as r:
+                    return page.status, csp, r.status
+
+        status, csp, refused = asyncio.run(get())
+        assert status == 200 and "default-src 'none'" in csp and refused == 401
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

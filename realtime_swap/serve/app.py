@@ -13,6 +13,7 @@ import hmac
 import itertools
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -210,12 +211,10 @@ def needs_token(host: str) -> bool:
     return host not in LOOPBACK
 
 
-def tls_context(cert: Path | None, key: Path | None) -> object | None:
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     """An SSL context for ``--cert/--key`` (browsers give the camera only to https pages or localhost)."""
     if cert is None and key is None:
         return None
-    import ssl
-
     from realtime_swap.errors import ConfigError
 
     if cert is None or key is None:

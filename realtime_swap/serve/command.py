@@ -125,8 +125,12 @@ def run(args: argparse.Namespace) -> int:
         scheme = "https" if ssl_context is not None else "http"
         shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         url = f"{scheme}://{shown}:{args.port}/" + (f"?token={token}" if token else "")
-        print(f"serving on {url} (at most {args.max_sessions} sessions; Ctrl-C stops)", file=sys.stderr)
-        web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context, print=None)  # type: ignore[arg-type]
+        line = f"serving on {url} (at most {args.max_sessions} sessions; Ctrl-C stops)"
+
+        def bound(_message: str) -> None:  # run_app calls this once the port is bound
+            print(line, file=sys.stderr, flush=True)
+
+        web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context, print=bound)
     finally:
         if executor is not None:
             executor.close()
