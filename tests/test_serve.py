@@ -11,7 +11,9 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ pytest.importorskip("aiohttp", reason="serve needs the [serve] extra (aiohttp)")
 from aiohttp import ClientSession, web
 from conftest import ROOT, free_port
 
-from realtime_swap.config import EngineConfig, FaceSpec
+from realtime_swap.config import EngineConfig, FaceSpec, OutputSpec
 from realtime_swap.infer.session import Backend
 from realtime_swap.pipeline import load_swap_models
 from realtime_swap.serve.app import STATE, ServeSettings, make_app, needs_token
@@ -41,8 +43,11 @@ def executor() -> Iterator[BatchingSwapExecutor]:
 
 
 @asynccontextmanager
-async def server(executor: BatchingSwapExecutor, **settings: object) -> AsyncIterator[tuple[str, web.Application]]:
-    app = make_app(EngineConfig(faces=FACES), executor, ServeSettings(**settings))  # type: ignore[arg-type]
+async def server(
+    executor: BatchingSwapExecutor, outputs: OutputSpec | None = None, **settings: object
+) -> AsyncIterator[tuple[str, web.Application]]:
+    cfg = EngineConfig(faces=FACES, outputs=outputs or OutputSpec())
+    app = make_app(cfg, executor, ServeSettings(**settings))  # type: ignore[arg-type]
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -80,11 +85,13 @@ def assert_swapped_in_order(client: StreamClient, sent: np.ndarray) -> None:
 
 
 @pytest.mark.slow
-def test_two_sessions_at_once_each_get_their_own_swapped_stream_in_order(executor: BatchingSwapExecutor) -> None:
+def test_two_sessions_at_once_each_get_their_own_swapped_stream_in_order(
+    executor: BatchingSwapExecutor, tmp_path: Path
+) -> None:
     pictures = [face_picture(), face_picture(mirror=True)]
 
     async def main() -> None:
-        async with server(executor) as (url, app):
+        async with server(executor, OutputSpec(record=tmp_path / "rec.mp4")) as (url, app):
             clients = [StreamClient(url, CodedFaceTrack(p, fps=15.0)) for p in pictures]
             for c in clients:
                 await c.connect()
@@ -105,6 +112,11 @@ def test_two_sessions_at_once_each_get_their_own_swapped_stream_in_order(executo
     calls_before = executor.calls
     asyncio.run(main())
     assert executor.calls > calls_before
+    # the server's recording went to the first session only, as a file of its own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec-1.mp4"]
+    with av.open(str(tmp_path / "rec-1.mp4")) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames >= 10
 
 
 @pytest.mark.slow
@@ -149,7 +161,7 @@ def test_refusals_token_room_and_malformed_offers(executor: BatchingSwapExecutor
             ):
                 status, error = await post(url, body, token="s3cret", raw=raw)
                 assert status == 400 and error, (body, raw, status)
-            assert not state.sessions and state.reserved == 0
+            assert not state.sessions
             first = StreamClient(url, CodedFaceTrack(face_picture(), fps=10.0), token="s3cret")
             await first.connect()
             try:

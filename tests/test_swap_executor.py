@@ -44,38 +44,50 @@ def crops(seed: int, n: int = 1) -> np.ndarray:
     return rng.random((n, RES, RES, 3), dtype=np.float32)
 
 
-def test_requests_within_the_window_share_one_call_and_get_their_own_rows(dfm_path: Path) -> None:
-    model, runner = counted_model(dfm_path)
-    reference = SwapModel.load(dfm_path, Backend.ORT_CPU)
-    executor = BatchingSwapExecutor([model], window_ms=2000.0, max_batch=4)
-    inputs = [crops(i, n=1 + i % 2) for i in range(3)]  # 1 + 2 + 1 faces = a full batch of 4
-    results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    barrier = threading.Barrier(3)
+def run_streams(executor: BatchingSwapExecutor, runner: CountingRunner, inputs: list[np.ndarray]) -> dict[int, object]:
+    """Each input from its own thread, twice: a first round makes every stream known to the executor as
+    active, the calls of the second round alone stay in ``runner.calls``; returns the second round's results."""
+    results: dict[int, object] = {}
+    start = threading.Barrier(len(inputs))
+    measured = threading.Barrier(len(inputs), action=runner.calls.clear)
 
     def stream(i: int) -> None:
-        barrier.wait()
+        start.wait()
+        executor.swap(0, inputs[i], None)
+        measured.wait()
         results[i] = executor.swap(0, inputs[i], None)
 
-    threads = [threading.Thread(target=stream, args=(i,)) for i in range(3)]
-    t0 = time.perf_counter()
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(inputs))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
+    return results
+
+
+def test_requests_within_the_window_share_one_call_and_get_their_own_rows(dfm_path: Path) -> None:
+    model, runner = counted_model(dfm_path)
+    reference = SwapModel.load(dfm_path, Backend.ORT_CPU)
+    executor = BatchingSwapExecutor([model], window_ms=20_000.0, max_batch=8, active_s=60.0)
+    inputs = [crops(i, n=1 + i % 2) for i in range(3)]  # 1 + 2 + 1 faces
+    t0 = time.perf_counter()
+    results = run_streams(executor, runner, inputs)
     waited = time.perf_counter() - t0
     executor.close()
     assert runner.calls == [4]  # one model call for the three streams
-    assert waited < 1.5  # a full batch starts at once, not at the end of the 2 s window
+    assert waited < 10.0  # it started once all three active streams were in, not at the end of the 20 s window
     for i, x in enumerate(inputs):
         faces, masks = reference.swap(x)
-        np.testing.assert_allclose(results[i][0], faces, atol=1e-5)
-        np.testing.assert_allclose(results[i][1], masks, atol=1e-5)
+        got = results[i]
+        assert isinstance(got, tuple)
+        np.testing.assert_allclose(got[0], faces, atol=1e-5)
+        np.testing.assert_allclose(got[1], masks, atol=1e-5)
     reference.close()
 
 
-def test_a_lone_request_is_served_after_the_window_not_held_for_a_full_batch(dfm_path: Path) -> None:
+def test_a_lone_stream_never_waits_for_the_window(dfm_path: Path) -> None:
     model, runner = counted_model(dfm_path)
-    executor = BatchingSwapExecutor([model], window_ms=50.0, max_batch=64)
+    executor = BatchingSwapExecutor([model], window_ms=20_000.0, max_batch=64)
     done = threading.Event()
     threading.Thread(target=lambda: (executor.swap(0, crops(0), None), done.set()), daemon=True).start()
     assert done.wait(10.0)
@@ -83,23 +95,12 @@ def test_a_lone_request_is_served_after_the_window_not_held_for_a_full_batch(dfm
     assert runner.calls == [1]
 
 
-def test_a_full_batch_is_split_and_the_rest_waits_for_the_next_call(dfm_path: Path) -> None:
+def test_a_full_batch_starts_at_once_and_the_rest_waits_for_the_next_call(dfm_path: Path) -> None:
     model, runner = counted_model(dfm_path)
-    executor = BatchingSwapExecutor([model], window_ms=500.0, max_batch=2)
-    barrier = threading.Barrier(3)
-    out: list[int] = []
-
-    def stream(i: int) -> None:
-        barrier.wait()
-        out.append(len(executor.swap(0, crops(i), None)[0]))
-
-    threads = [threading.Thread(target=stream, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    executor = BatchingSwapExecutor([model], window_ms=2_000.0, max_batch=2, active_s=60.0)
+    results = run_streams(executor, runner, [crops(i) for i in range(3)])
     executor.close()
-    assert sorted(runner.calls) == [1, 2] and out == [1, 1, 1]
+    assert sorted(runner.calls) == [1, 2] and len(results) == 3
 
 
 def test_model_errors_reach_each_caller_and_close_refuses_new_work(dfm_path: Path) -> None:

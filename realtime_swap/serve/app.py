@@ -45,7 +45,7 @@ class ServeSettings:
 
 
 class ServeState:
-    """The running sessions, the slots reserved by offers being negotiated, and who holds the server's outputs
+    """The sessions (from their offer on), and who holds the server's outputs
     (a recording, a virtual camera, streams: one session at a time, the first that starts while they are free)."""
 
     def __init__(self, cfg: EngineConfig, executor: SwapExecutor | None, settings: ServeSettings) -> None:
@@ -53,7 +53,6 @@ class ServeState:
         self.executor = executor
         self.settings = settings
         self.sessions: dict[str, Session] = {}
-        self.reserved = 0
         self.outputs_holder: str | None = None
         self._ids = itertools.count(1)
         self.refused = {"unauthorized": 0, "forbidden": 0, "full": 0, "malformed": 0}
@@ -148,33 +147,33 @@ async def offer(request: web.Request) -> web.Response:
     state = request.app[STATE]
     _check_token(request, state)
     sdp, kind = await _read_offer(request, state)
-    if len(state.sessions) + state.reserved >= state.settings.max_sessions:
+    # No await from this check to the session's registration: concurrent offers cannot both take the last room.
+    if len(state.sessions) >= state.settings.max_sessions:
         state.refused["full"] += 1
         raise _error(
             web.HTTPServiceUnavailable,
             f"server full: {state.settings.max_sessions} sessions at most at once; try again when one ends",
         )
-    state.reserved += 1
     session_id = state.next_id()
+    s = state.settings
+    session = Session(
+        session_id,
+        state.session_config(session_id),
+        state.executor,
+        state.closed,
+        first_frame_timeout_s=s.first_frame_timeout_s,
+        idle_timeout_s=s.idle_timeout_s,
+    )
+    state.sessions[session_id] = session
     try:
-        s = state.settings
-        session = Session(
-            session_id,
-            state.session_config(session_id),
-            state.executor,
-            state.closed,
-            first_frame_timeout_s=s.first_frame_timeout_s,
-            idle_timeout_s=s.idle_timeout_s,
-        )
-        state.sessions[session_id] = session
-        try:
-            answer = await session.negotiate(sdp, kind)
-        except OfferError as exc:
-            state.refused["malformed"] += 1
-            await session.close("bad offer")
-            raise _error(web.HTTPBadRequest, str(exc)) from None
-    finally:
-        state.reserved -= 1
+        answer = await session.negotiate(sdp, kind)
+    except OfferError as exc:
+        state.refused["malformed"] += 1
+        await session.close("bad offer")
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    except BaseException:
+        await asyncio.shield(session.close("offer abandoned"))
+        raise
     log.info("session %s started (%d running)", session_id, len(state.sessions))
     return web.json_response({"sdp": answer.sdp, "type": answer.type, "session": session_id})
 

@@ -2,11 +2,13 @@
 
 Each stream's swap stage keeps its own thread and calls ``SharedSwapModel.swap`` as it would call a
 ``SwapModel``; the call blocks until its faces are swapped. Behind it one worker thread collects the requests
-that arrive within ``window_ms`` of the first one (or until ``max_batch`` faces are waiting), concatenates the
-crops of each (model, morph) group, runs the model once per group and hands every caller its own rows back.
+that arrive within ``window_ms`` of the first one (or until ``max_batch`` faces are waiting, or every stream
+that called in the last second is waiting), concatenates the crops of each (model, morph) group, runs the model
+once per group and hands every caller its own rows back.
 
 * order per stream: a stream's stage thread has at most one request in flight, so its frames leave in order;
-* bounded latency: a request waits at most ``window_ms`` before its batch starts, never for a full batch;
+* bounded latency: a request waits at most ``window_ms`` before its batch starts, never for a full batch, and
+  not at all when no other stream is active;
 * the same pixels as the per-stream call: rows are only concatenated and split (the model is batch-invariant).
 
 ``RaySwapExecutor`` (:mod:`realtime_swap.serve.ray_executor`) serves the same interface from Ray Serve replicas.
@@ -84,14 +86,18 @@ class _Request:
     crops: np.ndarray
     morph: float | None
     t_submit: float
+    caller: int  # the calling thread: one per stream's swap stage
     future: Future[SwapOutput] = field(default_factory=Future)
 
 
 class BatchingSwapExecutor(SwapExecutor):
     """The in-process executor: one worker thread, batches of up to ``max_batch`` faces gathered for at most
-    ``window_ms`` after the first request (window_ms 0 and max_batch 1: one model call per request)."""
+    ``window_ms`` after the first request — less when every stream that called in the last ``active_s`` seconds
+    is already in the batch (window_ms 0 and max_batch 1: one model call per request)."""
 
-    def __init__(self, models: Sequence[SwapModel], window_ms: float = 3.0, max_batch: int = 8) -> None:
+    def __init__(
+        self, models: Sequence[SwapModel], window_ms: float = 3.0, max_batch: int = 8, active_s: float = 1.0
+    ) -> None:
         if not models:
             raise ConfigError("swap executor: no model")
         if window_ms < 0:
@@ -101,8 +107,10 @@ class BatchingSwapExecutor(SwapExecutor):
         self.models = list(models)
         self.window_s = window_ms / 1000.0
         self.max_batch = max_batch
+        self.active_s = active_s
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
+        self._active: dict[int, float] = {}  # caller thread -> when it last called
         self._closed = False
         self.calls = 0
         self.requests = 0
@@ -114,10 +122,11 @@ class BatchingSwapExecutor(SwapExecutor):
     def swap(self, model_index: int, crops: np.ndarray, morph: float | None) -> SwapOutput:
         if not 0 <= model_index < len(self.models):
             raise ConfigError(f"swap executor: no model {model_index} (have {len(self.models)})")
-        request = _Request(model_index, crops, morph, time.perf_counter())
+        request = _Request(model_index, crops, morph, time.perf_counter(), threading.get_ident())
         with self._cond:
             if self._closed:
                 raise RuntimeError("swap executor is closed")
+            self._active[request.caller] = request.t_submit
             self._pending.append(request)
             self._cond.notify()
         return request.future.result()
@@ -131,10 +140,10 @@ class BatchingSwapExecutor(SwapExecutor):
                 self._cond.wait()
             deadline = self._pending[0].t_submit + self.window_s
             while sum(len(r.crops) for r in self._pending) < self.max_batch and not self._closed:
-                left = deadline - time.perf_counter()
-                if left <= 0:
+                now = time.perf_counter()
+                if deadline - now <= 0 or self._all_active_waiting(now):
                     break
-                self._cond.wait(left)
+                self._cond.wait(deadline - now)
             batch: list[_Request] = []
             faces = 0
             while self._pending and (not batch or faces + len(self._pending[0].crops) <= self.max_batch):
@@ -142,6 +151,14 @@ class BatchingSwapExecutor(SwapExecutor):
                 batch.append(request)
                 faces += len(request.crops)
             return batch
+
+    def _all_active_waiting(self, now: float) -> bool:
+        """True when every stream that called within ``active_s`` has a request pending: nobody else is coming,
+        so waiting out the window would only add latency (a lone stream never waits)."""
+        for caller, seen in list(self._active.items()):
+            if now - seen > self.active_s:
+                del self._active[caller]
+        return set(self._active) <= {r.caller for r in self._pending}
 
     def _serve(self) -> None:
         while (batch := self._take_batch()) is not None:
