@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         def bound(_message: str) -> None:  # run_app calls this once the port is bound
             print(line, file=sys.stderr, flush=True)
 
-        web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context, print=bound)
+        # no access log: the page's request line carries the token (?token=...)
+        web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context, print=bound, access_log=None)
     finally:
         if executor is not None:
             executor.close()
