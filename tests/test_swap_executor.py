@@ -45,15 +45,16 @@ def crops(seed: int, n: int = 1) -> np.ndarray:
 
 
 def run_streams(executor: BatchingSwapExecutor, runner: CountingRunner, inputs: list[np.ndarray]) -> dict[int, object]:
-    """Each input from its own thread, twice: a first round makes every stream known to the executor as
-    active, the calls of the second round alone stay in ``runner.calls``; returns the second round's results."""
+    """Each input from its own thread after a first round that makes every stream known to the executor as
+    active (with a full batch each, so nobody waits in it); the calls of the second round alone stay in
+    ``runner.calls``; returns the second round's results."""
     results: dict[int, object] = {}
     start = threading.Barrier(len(inputs))
     measured = threading.Barrier(len(inputs), action=runner.calls.clear)
 
     def stream(i: int) -> None:
         start.wait()
-        executor.swap(0, inputs[i], None)
+        executor.swap(0, crops(100 + i, n=executor.max_batch), None)
         measured.wait()
         results[i] = executor.swap(0, inputs[i], None)
 
