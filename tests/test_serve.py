@@ -225,3 +225,26 @@ def test_the_serve_command_serves_the_page_and_stops_on_sigint() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.slow
+def test_a_client_that_goes_silent_is_closed_after_the_idle_timeout(executor: BatchingSwapExecutor) -> None:
+    async def main() -> None:
+        async with server(executor, idle_timeout_s=2.0) as (url, app):
+            client = StreamClient(url, CodedFaceTrack(face_picture(), fps=15.0))
+            await client.connect()
+            await client.wait_frames(3, timeout_s=60.0)
+            session = next(iter(app[STATE].sessions.values()))
+
+            async def silent() -> object:  # the camera goes quiet, the peer says nothing: a vanished client
+                await asyncio.Event().wait()
+                return None
+
+            client.track.recv = silent  # type: ignore[method-assign]
+            try:
+                assert await until(lambda: not app[STATE].sessions, 30.0), "silent session not released"
+                assert session.thread is not None and not session.thread.is_alive()
+            finally:
+                await client.close()
+
+    asyncio.run(main())
