@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "export.command",
     "realtime_swap.bench.command",
     "realtime_swap.quality.command",
+    "realtime_swap.serve.command",
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 

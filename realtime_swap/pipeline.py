@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime_swap.config import EngineConfig
+from realtime_swap.config import EngineConfig, FaceSpec
 from realtime_swap.errors import ConfigError, SinkError, SinkUnavailableError, StageError
 from realtime_swap.handoff import CLOSED, DropPolicy, LatestSlot
 from realtime_swap.metrics import Metrics, MetricsReport, capacity_notice
@@ -42,7 +43,19 @@ from realtime_swap.sources.base import Source, SourceOutage
 from realtime_swap.stages import Controls, Stage
 from realtime_swap.types import Frame
 
-__all__ = ["DropPolicy", "Pipeline", "build_pipeline", "close_stages", "default_model_path"]
+if TYPE_CHECKING:
+    from realtime_swap.swap.executor import SwapExecutor
+    from realtime_swap.swap.model import SwapModel
+
+__all__ = [
+    "DropPolicy",
+    "Pipeline",
+    "build_pipeline",
+    "build_stream_pipeline",
+    "close_stages",
+    "default_model_path",
+    "load_swap_models",
+]
 
 log = logging.getLogger(__name__)
 
@@ -500,11 +513,37 @@ def default_model_path(models_dir: Path | None = None) -> Path | None:
     return find_model_file(DEMO_SWAP_MODEL, models_dir)
 
 
-def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> list[Stage]:
+def load_swap_models(faces: FaceSpec) -> list[SwapModel]:
+    """The swap models ``faces`` names (``--model``, repeated; else the shipped one), loaded; [] when there is
+    none. Raises ModelError / ConfigError as ``SwapModel.load`` does (what was loaded is closed again)."""
+    from realtime_swap.swap.model import SwapModel
+
+    path = faces.model or default_model_path(faces.models_dir)
+    if path is None:
+        if faces.extra_models:
+            raise ConfigError("more swap models given but no first one (--model)")
+        return []
+    models: list[SwapModel] = []
+    # a TensorRT engine of a morph DFM has the morph factor built in: the one this run swaps with
+    runtime = faces.runtime if faces.morph is None else replace(faces.runtime, morph=faces.morph)
+    try:
+        for model_path in (path, *faces.extra_models):
+            models.append(SwapModel.load(model_path, faces.backend, face_type=faces.face_type, options=runtime))
+    except BaseException:
+        for model in models:
+            model.close()
+        raise
+    return models
+
+
+def _face_stages(
+    cfg: EngineConfig, controls: Controls, notices: list[str], executor: SwapExecutor | None = None
+) -> list[Stage]:
     """The detect → swap → blend stages this configuration gets, or [] for pass-through (``--no-swap``).
 
     Without a model (none given and none shipped) the engine detects and aligns only, says so in ``notices``
-    and shows the landmarks.
+    and shows the landmarks. executor: a shared swap executor whose models this stream's swap stage runs
+    (many streams, one batched model call); None loads the models for this engine alone.
     """
     if not cfg.faces.swap:
         return []
@@ -515,7 +554,6 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     from realtime_swap.gpu import GpuPath, auto_unavailable_reason
     from realtime_swap.model_files import MEDIAPIPE, find_model_file
     from realtime_swap.swap.backends import backend_summary
-    from realtime_swap.swap.model import SwapModel
     from realtime_swap.swap.stage import SwapStage
     from realtime_swap.types import FaceType
 
@@ -547,26 +585,14 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
             model_dir=find_model_file(MEDIAPIPE, f.models_dir),
         )
 
-    path = f.model or default_model_path(f.models_dir)
-    if path is None and f.extra_models:
-        raise ConfigError("more swap models given but no first one (--model)")
-    if path is None:
+    models = executor.stage_models() if executor is not None else load_swap_models(f)
+    if not models:
         notices.append(
             "no swap model: none found in the models folders and --model was not given; "
             "detecting and aligning faces only (landmarks shown)"
         )
         controls.show_landmarks = True
         return [DetectStage(tracking(None), f.face_type or FaceType.WHOLE_FACE, 256)]
-    models: list[SwapModel] = []
-    # a TensorRT engine of a morph DFM has the morph factor built in: the one this run swaps with
-    runtime = f.runtime if f.morph is None else replace(f.runtime, morph=f.morph)
-    try:
-        for model_path in (path, *f.extra_models):
-            models.append(SwapModel.load(model_path, f.backend, face_type=f.face_type, options=runtime))
-    except BaseException:
-        for model in models:
-            model.close()
-        raise
     for note in models[0].notes:
         log.debug("swap backend passed over: %s", note)
     if (summary := backend_summary(models[0].backend, models[0].notes)) is not None:
@@ -598,6 +624,8 @@ def _face_stages(cfg: EngineConfig, controls: Controls, notices: list[str]) -> l
     if f.gpu_path is GpuPath.AUTO and (why := auto_unavailable_reason(models[0].runner.device)) is not None:
         notices.append(f"--gpu-path auto: {why}; running the CPU stages")
     elif f.gpu_path is not GpuPath.OFF:
+        if executor is not None:
+            raise ConfigError("--gpu-path runs its own swap model; a shared swap executor cannot serve it")
         from realtime_swap.gpu.stage import gpu_resident_stages
 
         stages = gpu_resident_stages(stages, f.gpu_path)
@@ -722,5 +750,36 @@ def build_pipeline(cfg: EngineConfig) -> tuple[Pipeline, list[str]]:
         drop_policy=cfg.drop_policy,
         max_frames=cfg.frames,
         duration_s=cfg.duration_s if cfg.duration_s is not None else default_duration,
+    )
+    return pipeline, notices
+
+
+def build_stream_pipeline(
+    cfg: EngineConfig, source: Source, sinks: Sequence[Sink], executor: SwapExecutor | None = None
+) -> tuple[Pipeline, list[str]]:
+    """A pipeline for a source and outputs built by the caller (a browser session of ``serve``): ``cfg``'s face
+    stages (models from ``executor`` when given) and, after ``sinks``, the outputs ``cfg.outputs`` names
+    (recording, virtual camera, streams; never a preview window). Newest frame wins at every hand-off."""
+    from dataclasses import replace
+
+    from realtime_swap.color.jit import configure_kernel_cache
+
+    notices: list[str] = []
+    controls = Controls(color_mode=cfg.faces.color)
+    stages = _face_stages(cfg, controls, notices, executor)
+    if stages:
+        configure_kernel_cache()
+    outputs = replace(cfg.outputs, preview=False)
+    routed = outputs.record is not None or outputs.vcam is not None or outputs.v4l2 is not None or outputs.streams
+    extra, _ = _sinks(replace(cfg, outputs=outputs), controls, True, notices) if routed else ([], None)
+    pipeline = Pipeline(
+        source,
+        stages,
+        [*sinks, *extra],
+        controls=controls,
+        queue_size=cfg.queue_size,
+        drop_policy=DropPolicy.LATEST,
+        max_frames=cfg.frames,
+        duration_s=cfg.duration_s,
     )
     return pipeline, notices
