@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import decode_index, encode_index
+from conftest import decode_index, encode_index, free_port
 
 from realtime_swap.errors import SourceError
 from realtime_swap.sources import SourceSpec, open_source
@@ -119,14 +118,8 @@ def test_corrupt_and_truncated_videos(tmp_path: Path, test_video: Path) -> None:
         AVSource(truncated)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_network_source_reads_mpegts_over_tcp_on_loopback() -> None:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("stream_server.py")), f"tcp://127.0.0.1:{port}?listen=1", "40"],
         cwd=Path(__file__).parent,
@@ -150,6 +143,6 @@ def test_network_source_reads_mpegts_over_tcp_on_loopback() -> None:
 
 
 def test_dead_url_fails_with_a_message() -> None:
-    port = _free_port()  # nobody listens there
+    port = free_port()  # nobody listens there
     with pytest.raises(SourceError, match=rf"cannot open tcp://127\.0\.0\.1:{port}"):
         AVSource(f"tcp://127.0.0.1:{port}", open_timeout_s=2)
