@@ -139,10 +139,10 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--gpu-path",
         choices=[m.value for m in GpuPath],
-        default=GpuPath.OFF.value,
-        help="run swap + colour + composite as one torch stage on this device, the frame uploaded once and "
-        "downloaded once (cuda: CUDA, needs a backend on CUDA; auto: CUDA when the swap model runs there, else "
-        "the CPU stages with a notice; cpu: the same torch code on the host); default off",
+        help="run swap + colour + composite as one torch stage on this device, the frame uploaded once (by the "
+        "detect stage, whose models read it there when they run on torch) and downloaded once (cuda: CUDA, needs "
+        "a backend on CUDA; auto: CUDA when the swap model runs there, else the CPU stages with a notice; cpu: "
+        "the same torch code on the host; off: the CPU stages); default: auto, without the notice",
     )
     g.add_argument("--torch-compile", action="store_true", help="backend torch: wrap the model in torch.compile")
     g.add_argument(
@@ -403,7 +403,7 @@ def _config_from_args(args: argparse.Namespace) -> EngineConfig:
             keep_mouth=args.keep_mouth,
             morph=args.morph,
             mask=FaceMask(args.mask),
-            gpu_path=GpuPath(args.gpu_path),
+            gpu_path=GpuPath(args.gpu_path) if args.gpu_path else None,
             runtime=backend_options_from_args(args),
         ),
         outputs=OutputSpec(

@@ -94,10 +94,11 @@ class FaceSpec:
     blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
     constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); mask: which learned
     mask(s) bound the paste (``FaceMask``); gpu_path: run swap + colour + composite as one torch stage on a device
-    (``GpuPath``); runtime: how the backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads,
-    TensorRT batch and caches); models_dir: a folder searched first for the shipped models
-    (``realtime_swap.model_files``; None: the rest). Closed sets (detector, detect_backend, selection, color,
-    blend, mask, gpu_path) are their enums; a value is converted and checked here, once."""
+    (``GpuPath``; None: ``auto`` without its fall-back notice, the default); runtime: how the backend runs the
+    swap model (precision, torch.compile, CUDA graphs, CPU threads, TensorRT batch and caches); models_dir: a
+    folder searched first for the shipped models (``realtime_swap.model_files``; None: the rest). Closed sets
+    (detector, detect_backend, selection, color, blend, mask, gpu_path) are their enums; a value is converted
+    and checked here, once."""
 
     swap: bool = True
     model: Path | None = None
@@ -123,7 +124,7 @@ class FaceSpec:
     color_smoothing_s: float = 0.25
     morph: float | None = None
     mask: FaceMask = FaceMask.CELEB
-    gpu_path: GpuPath = GpuPath.OFF
+    gpu_path: GpuPath | None = None
     runtime: BackendOptions = field(default_factory=BackendOptions)
 
     def __post_init__(self) -> None:
@@ -133,10 +134,11 @@ class FaceSpec:
             ("color", ColorMode, "--color"),
             ("blend", BlendMode, "--blend"),
             ("mask", FaceMask, "--mask"),
-            ("gpu_path", GpuPath, "--gpu-path"),
             ("detect_backend", DetectBackend, "--detect-backend"),
         ):
             object.__setattr__(self, name, closed_choice(kind, getattr(self, name), option))
+        if self.gpu_path is not None:
+            object.__setattr__(self, "gpu_path", closed_choice(GpuPath, self.gpu_path, "--gpu-path"))
         if self.max_faces < 1:
             raise ConfigError(f"--max-faces must be >= 1, got {self.max_faces}")
         if self.detect_every < 1:

@@ -621,14 +621,19 @@ def _face_stages(
             keep_mouth=f.keep_mouth,
         ),
     ]
-    if f.gpu_path is GpuPath.AUTO and (why := auto_unavailable_reason(models[0].runner.device)) is not None:
-        notices.append(f"--gpu-path auto: {why}; running the CPU stages")
-    elif f.gpu_path is not GpuPath.OFF:
+    # not given: auto, quietly; a shared executor (serve, many streams) runs the CPU stages
+    gpu_path = f.gpu_path or (GpuPath.AUTO if executor is None else GpuPath.OFF)
+    if gpu_path is GpuPath.AUTO and (why := auto_unavailable_reason(models[0].runner.device)) is not None:
+        if f.gpu_path is None:
+            log.debug("gpu path: %s; running the CPU stages", why)
+        else:
+            notices.append(f"--gpu-path auto: {why}; running the CPU stages")
+    elif gpu_path is not GpuPath.OFF:
         if executor is not None:
             raise ConfigError("--gpu-path runs its own swap model; a shared swap executor cannot serve it")
         from realtime_swap.gpu.stage import gpu_resident_stages
 
-        stages = gpu_resident_stages(stages, f.gpu_path)
+        stages = gpu_resident_stages(stages, gpu_path)
     return stages
 
 

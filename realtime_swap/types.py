@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,7 +36,8 @@ class FaceType(str, enum.Enum):
 class AlignedFace:
     """A face cut out of a frame by a similarity transform.
 
-    image:  (S, S, 3) uint8 BGR crop.
+    image:  (S, S, 3) uint8 BGR crop (on the GPU path, which cuts the crop from the uploaded frame itself, a
+            read-only all-black view of that shape: ``detect.stage.align_faces(crop=False)``).
     matrix: (2, 3) float64 frame px -> crop px; ``cv2.invertAffineTransform(matrix)`` pastes back.
     face_type: the template the crop follows.
     mask:   (S, S) float32 [0, 1] landmark mask in crop space, or None when not computed.
@@ -106,6 +108,8 @@ class Frame:
                show the last output picture with ``notice`` drawn on it).
     notice:    a line about the engine's state for the outputs to show ("at capacity: ...", "reconnecting").
     degraded:  a stage failed, so this frame skipped the remaining stages and reaches the outputs as it was.
+    device_image: ``image`` already on a torch device (the GPU path uploads the frame once, in the detect stage,
+               and the swap + blend stage reuses it); see :meth:`on_device`.
     """
 
     index: int
@@ -119,6 +123,15 @@ class Frame:
     held: bool = False
     notice: str = ""
     degraded: bool = False
+    device_image: DeviceImage | None = None
+
+    def on_device(self, device: Any) -> Any:
+        """``image`` as a (H, W, 3) uint8 tensor on the torch ``device``, if a stage uploaded it there and no
+        stage has replaced ``image`` since; else None (the caller uploads it itself)."""
+        copy = self.device_image
+        if copy is None or copy.source is not self.image or copy.tensor.device != device:
+            return None
+        return copy.tensor
 
     @property
     def height(self) -> int:
@@ -127,6 +140,15 @@ class Frame:
     @property
     def width(self) -> int:
         return int(self.image.shape[1])
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceImage:
+    """A frame's picture on a torch device. tensor: (H, W, 3) uint8 BGR; source: the host array it is a copy of
+    (a stage that replaces ``Frame.image`` makes the copy stale, which ``Frame.on_device`` checks by identity)."""
+
+    tensor: Any
+    source: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,3 +111,24 @@ def test_a_source_that_fails_to_open_releases_the_loaded_models(
     with pytest.raises(RealtimeSwapError, match=r"nope\.mp4"):
         build_pipeline(_config("--model", str(model), "--source", str(tmp_path / "nope.mp4"), "--null"))
     assert closed == ["swap"]
+
+
+def test_gpu_path_by_default_is_auto_without_the_notice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import realtime_swap.gpu as gpu
+    import realtime_swap.gpu.stage as gpu_stage
+
+    model = tmp_path / "m.dfm"
+    model.write_bytes(build_dfm_model(64))
+    cfg = _config("--model", str(model), "--null")
+    assert cfg.faces.gpu_path is None
+    pipeline, notices = build_pipeline(cfg)  # the swap model runs on the CPU here: the CPU stages, quietly
+    assert [type(s) for s in pipeline.stages] == [DetectStage, SwapStage, ComposeStage]
+    assert not any("--gpu-path" in n for n in notices)
+    pipeline.source.close()
+    # where the swap model runs on CUDA, the default takes the GPU-resident path as --gpu-path auto would
+    asked: list[object] = []
+    monkeypatch.setattr(gpu, "auto_unavailable_reason", lambda device: None)
+    monkeypatch.setattr(gpu_stage, "gpu_resident_stages", lambda stages, path: asked.append(path) or list(stages))
+    pipeline, _ = build_pipeline(cfg)
+    assert asked == [gpu.GpuPath.AUTO]
+    pipeline.source.close()

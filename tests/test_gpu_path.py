@@ -227,3 +227,212 @@ def test_cuda_stage_matches_the_cpu_path(model_path: Path, detected: list[Frame]
         diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
         assert diff.max() <= 3  # cuDNN's convolutions differ from MLAS's by float rounding
         assert diff.mean() < 0.01
+
+
+# --- the frame uploaded once: the detector reads it on the device, swap + blend reuses it ---------------------
+
+
+@pytest.mark.parametrize(("height", "width"), [(480, 640), (384, 512), (1080, 1920), (90, 100), (37, 301)])
+def test_device_letterbox_matches_the_host(height: int, width: int) -> None:
+    from realtime_swap.detect.blazeface import BlazeFaceDetector, BlazeFaceModel
+    from realtime_swap.detect.engine import DetectEngine
+    from realtime_swap.infer.session import Backend
+
+    rng = np.random.default_rng(height * width)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 1.5)
+    detector = BlazeFaceDetector(BlazeFaceModel.SHORT_RANGE, DetectEngine(Backend.TORCH, "cpu"))
+    want, _ = detector.letterbox(image)
+    new_w, new_h, ox, oy, _ = detector._geometry(height, width)
+    got = ops.letterbox(torch.from_numpy(image), detector.input_size, new_w, new_h, ox, oy).numpy()
+    assert got.shape == want.shape == (1, 128, 128, 3)
+    # INTER_AREA (shrinking) and INTER_LINEAR (the 90 x 100 frame grows) in float: at most one 8-bit level
+    assert np.abs(got - want).max() * 127.5 <= 1.0 + 1e-4
+
+
+def test_area_weights_average_whole_and_fractional_spans() -> None:
+    w = ops.area_weights(6, 4, CPU).numpy()  # each output pixel covers 1.5 input pixels
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(w[0], [2 / 3, 1 / 3, 0, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(w[1], [0, 1 / 3, 2 / 3, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(ops.area_weights(8, 2, CPU).numpy()[1], [0, 0, 0, 0, 0.25, 0.25, 0.25, 0.25])
+
+
+def test_device_crops_match_the_landmarkers_host_crops() -> None:
+    from realtime_swap.detect.engine import DetectEngine
+    from realtime_swap.detect.facemesh import FaceMeshLandmarker, Roi
+    from realtime_swap.infer.session import Backend
+
+    image = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8), (0, 0), 2)
+    landmarker = FaceMeshLandmarker(DetectEngine(Backend.TORCH, "cpu"))
+    rois = [Roi(160.0, 120.0, 150.0, 0.3), Roi(10.0, 230.0, 90.0, -1.0)]  # the second reads past the frame's edge
+    got = ops.rgb_crops(torch.from_numpy(image), [r.matrix(192) for r in rois], 192).numpy()
+    want = np.stack([landmarker.crop(image, r)[..., ::-1] for r in rois]).astype(np.float32) / 255.0
+    assert np.abs(got - want).max() * 255.0 <= 1.0 + 1e-4
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+@pytest.mark.parametrize("scale", [1.0, 2.5, 0.4])
+def test_detector_reading_a_device_frame_finds_what_the_host_finds(scale: float) -> None:
+    from skimage import data
+
+    from realtime_swap.detect.blazeface import BlazeFaceDetector, BlazeFaceModel
+    from realtime_swap.detect.engine import DetectEngine
+    from realtime_swap.detect.facemesh import FaceMeshLandmarker, roi_from_detection
+    from realtime_swap.infer.session import Backend
+
+    image = cv2.resize(np.ascontiguousarray(data.astronaut()[:, :, ::-1]), None, fx=scale, fy=scale * 0.75)
+    engine = DetectEngine(Backend.TORCH, "cpu")
+    detector, landmarker = BlazeFaceDetector(BlazeFaceModel.SHORT_RANGE, engine), FaceMeshLandmarker(engine)
+    assert detector.reads_device_frames and landmarker.reads_device_frames
+    pixels = torch.from_numpy(image.copy())
+    (host,) = detector.detect(image)
+    (device,) = detector.detect(image, pixels)
+    assert abs(host.score - device.score) < 1e-3
+    np.testing.assert_allclose(device.box, host.box, atol=0.1 * max(scale, 1.0))  # frame px
+    np.testing.assert_allclose(device.keypoints, host.keypoints, atol=0.1 * max(scale, 1.0))
+    roi = roi_from_detection(host)
+    (mesh_host,) = landmarker.landmark(image, [roi])
+    (mesh_device,) = landmarker.landmark(image, [roi], pixels)
+    assert mesh_host.score > 0.9
+    np.testing.assert_allclose(mesh_device.landmarks, mesh_host.landmarks, atol=0.01)
+
+
+def _engine_stages(model_path: Path, detect_backend: str) -> tuple[DetectStage, GpuSwapComposeStage]:
+    from realtime_swap.detect.engine import DetectEngine
+    from realtime_swap.infer.session import Backend
+
+    engine = DetectEngine(Backend.TORCH, "cpu") if detect_backend == "torch" else DetectEngine(Backend.ORT_CPU)
+    detect = DetectStage(TrackerOptions(max_faces=2, engine=engine), size=64)
+    stages = gpu_resident_stages([detect, SwapStage(SwapModel.load(model_path)), ComposeStage()], "cpu")
+    gpu = stages[1]
+    assert stages[0] is detect and isinstance(gpu, GpuSwapComposeStage)
+    return detect, gpu
+
+
+def _run_stages(detect: DetectStage, gpu: GpuSwapComposeStage, count: int, faces: int = 2) -> list[Frame]:
+    source = DemoSource(320, 240, realtime=False, faces=faces)
+    detect.warmup(source.info)
+    gpu.warmup(source.info)
+    out = []
+    for i in range(count):
+        got = source.read()
+        assert got is not None
+        frame = detect.process(Frame(i, got[0], 0.0, got[1]), Controls())
+        out.append(gpu.process(frame, Controls()))
+    return out
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+@pytest.mark.parametrize("detect_backend", ["torch", "ort"])
+def test_the_frame_goes_up_once_and_swap_blend_reuses_it(model_path: Path, detect_backend: str) -> None:
+    detect, gpu = _engine_stages(model_path, detect_backend)
+    assert detect.staging is not None and detect.staging.device == gpu.device
+    frames = _run_stages(detect, gpu, 4)
+    assert all(f.swapped and len(f.faces) == 2 and f.device_image is None for f in frames)
+    assert detect.staging.uploads == 4  # one per frame, by the detect stage ...
+    assert gpu.staging.uploads == 0  # ... and none by swap + blend
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_reusing_the_uploaded_frame_gives_the_same_pixels(model_path: Path, detected: list[Frame]) -> None:
+    detect, gpu = _engine_stages(model_path, "torch")
+    frames = _run_stages(detect, gpu, 3)
+    alone = GpuSwapComposeStage(SwapModel.load(model_path), device=CPU)  # uploads the frame itself
+    source = DemoSource(320, 240, realtime=False, faces=2)
+    alone.warmup(source.info)
+    for i, frame in enumerate(frames):
+        got = source.read()
+        assert got is not None
+        again = Frame(i, got[0], 0.0, got[1], faces=copy.deepcopy(frame.faces))
+        assert np.array_equal(alone.process(again, Controls()).image, frame.image)
+    assert alone.staging.uploads == 3
+
+
+def test_a_frame_without_faces_is_not_uploaded_for_a_host_detector(model_path: Path) -> None:
+    detect, _ = _engine_stages(model_path, "ort")
+    source = DemoSource(320, 240, realtime=False, faces=1)
+    detect.warmup(source.info)
+    blank = detect.process(Frame(0, np.zeros((240, 320, 3), np.uint8), 0.0, 0.0), Controls())
+    assert blank.faces == [] and blank.device_image is None and detect.staging.uploads == 0
+
+
+def test_a_stale_device_copy_is_not_used(model_path: Path) -> None:
+    detect, gpu = _engine_stages(model_path, "torch")
+    source = DemoSource(320, 240, realtime=False, faces=2)
+    detect.warmup(source.info)
+    gpu.warmup(source.info)
+    got = source.read()
+    assert got is not None
+    frame = detect.process(Frame(0, got[0], 0.0, got[1]), Controls())
+    assert frame.on_device(CPU) is not None
+    frame.image = frame.image.copy()  # a stage in between replaced the picture: the device copy is stale
+    assert frame.on_device(CPU) is None
+    assert gpu.process(frame, Controls()).swapped
+    assert gpu.staging.uploads == 1
+
+
+class _FakeEvent:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def record(self) -> None:
+        self.log.append("record")
+
+    def synchronize(self) -> None:
+        self.log.append("wait")
+
+
+def test_staging_waits_for_a_buffers_copy_before_writing_it_again() -> None:
+    log: list[str] = []
+    staging = ops.HostStaging(CPU, pin=True, alloc=lambda shape, dtype, pin: torch.empty(shape, dtype=dtype),
+                              depth=2, event=lambda: _FakeEvent(log))  # fmt: skip
+    frames = [np.full((4, 5, 3), i, np.uint8) for i in range(3)]
+    ups = [staging.upload(f) for f in frames]
+    assert [int(u[0, 0, 0]) for u in ups] == [0, 1, 2]  # each upload is its own tensor
+    ring = staging._up[(4, 5, 3)]
+    assert len(ring) == 2  # two buffers for this shape, the third frame reused the first
+    assert log == ["wait", "record", "wait", "record", "wait", "record"]
+    assert staging.uploads == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with a CUDA device")
+def test_cuda_detector_reads_the_uploaded_frame_and_matches_the_cpu_path(model_path: Path) -> None:
+    from realtime_swap.detect.engine import DetectEngine
+    from realtime_swap.infer.runner import Precision
+    from realtime_swap.infer.session import Backend
+    from realtime_swap.swap import BackendOptions
+
+    cuda_model = SwapModel.load(model_path, Backend.TORCH, options=BackendOptions(precision=Precision.FP32))
+    detect = DetectStage(TrackerOptions(max_faces=2, engine=DetectEngine(Backend.TORCH, cuda_model.runner.device)),
+                         size=64)  # fmt: skip
+    stages = gpu_resident_stages([detect, SwapStage(cuda_model), ComposeStage()], "cuda")
+    gpu = stages[1]
+    assert isinstance(gpu, GpuSwapComposeStage) and detect.staging is not None
+    got = _run_stages(detect, gpu, 4)
+    assert detect.staging.uploads == 4 and gpu.staging.uploads == 0
+    cpu_detect = DetectStage(TrackerOptions(max_faces=2), size=64)
+    cpu_stages = [cpu_detect, SwapStage(SwapModel.load(model_path, Backend.ORT_CPU)), ComposeStage()]
+    source = DemoSource(320, 240, realtime=False, faces=2)
+    for stage in cpu_stages:
+        stage.warmup(source.info)
+    for i, frame in enumerate(got):
+        read = source.read()
+        assert read is not None
+        want = Frame(i, read[0], 0.0, read[1])
+        for stage in cpu_stages:
+            want = stage.process(want, Controls())
+        for a, b in zip(frame.faces, want.faces, strict=True):
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.05)  # cuDNN vs MLAS rounding, frame px
+        diff = np.abs(frame.image.astype(np.int16) - want.image.astype(np.int16))
+        assert diff.max() <= 4 and diff.mean() < 0.05
+
+
+def test_the_host_crop_is_not_cut_for_the_gpu_path(model_path: Path) -> None:
+    detect, gpu = _engine_stages(model_path, "torch")
+    assert not detect.host_crops
+    (frame,) = _run_stages(detect, gpu, 1)
+    for face in frame.faces:
+        assert face.aligned is not None and face.aligned.size == 64
+        assert face.aligned.image.strides[:2] == (0, 0) and not face.aligned.image.any()  # a view, no pixels
+    assert frame.swapped

@@ -115,7 +115,7 @@ def settings_from_args(args: argparse.Namespace, resolution: str) -> BenchSettin
         synthetic_resolution=args.synthetic_resolution,
         backend=Backend(args.backend),
         detect_backend=DetectBackend(args.detect_backend),
-        gpu_path=GpuPath(args.gpu_path),
+        gpu_path=GpuPath(args.gpu_path) if args.gpu_path else None,
         color=ColorMode(args.color),
         detect_every=args.detect_every,
         queue_size=args.queue_size,

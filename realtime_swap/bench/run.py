@@ -39,6 +39,14 @@ class Engine:
     warmup_s: float
     notices: list[str]
 
+    @property
+    def gpu_path(self) -> str:
+        """Where the GPU-resident swap + blend stage runs ("cuda:0", "cpu"), or "off" when the CPU stages run."""
+        from realtime_swap.gpu.stage import GpuSwapComposeStage
+
+        devices = [str(st.device) for st in self.pipeline.stages if isinstance(st, GpuSwapComposeStage)]
+        return devices[0] if devices else "off"
+
 
 def _config(s: BenchSettings, model: Path, runtime: BackendOptions) -> EngineConfig:
     from realtime_swap.sources import SourceSpec
@@ -180,6 +188,7 @@ def _measure_rounds(
             builds.append(engine.build_s)
             warmups.append(engine.warmup_s)
             notices = engine.notices
+            gpu_path = engine.gpu_path
             out.append(run(engine, s))
     result: dict[str, Any] = {
         "resolution": s.label,
@@ -191,7 +200,7 @@ def _measure_rounds(
         "rounds": s.rounds,
         "model": {"path": str(choice.path), "synthetic": choice.synthetic, "description": choice.description},
         "backend": s.backend.value,
-        "gpu_path": s.gpu_path.value,
+        "gpu_path": gpu_path,
         "paced_fps": s.paced_fps,
         "session_create_s": session_s,
         "engine_build_s": statistics.median(builds),

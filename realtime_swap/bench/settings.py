@@ -73,7 +73,7 @@ class BenchSettings:
     synthetic_resolution: int = 128
     backend: Backend = Backend.AUTO
     detect_backend: DetectBackend = DetectBackend.AUTO
-    gpu_path: GpuPath = GpuPath.OFF
+    gpu_path: GpuPath | None = None
     color: ColorMode = ColorMode.RCT
     detect_every: int = 5
     queue_size: int = 2
@@ -92,7 +92,8 @@ class BenchSettings:
                 raise ConfigError(f"bench: {name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0 or self.inference_iters < 0 or self.sequential_threads < 0:
             raise ConfigError("bench: --warmup, --inference-iters and --sequential-threads must be >= 0")
-        object.__setattr__(self, "gpu_path", closed_choice(GpuPath, self.gpu_path, "bench: --gpu-path"))
+        if self.gpu_path is not None:
+            object.__setattr__(self, "gpu_path", closed_choice(GpuPath, self.gpu_path, "bench: --gpu-path"))
         object.__setattr__(self, "color", closed_choice(ColorMode, self.color, "bench: --color"))
         object.__setattr__(
             self, "detect_backend", closed_choice(DetectBackend, self.detect_backend, "bench: --detect-backend")

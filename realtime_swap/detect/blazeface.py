@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -158,28 +159,51 @@ class BlazeFaceDetector:
         self.engine = engine
         self._session: DetectorModel = session
 
+    def _geometry(self, h: int, w: int) -> tuple[int, int, int, int, np.ndarray]:
+        """Letterbox of an h x w frame: resized width, height, offsets and the (2, 3) affine frame px -> input px."""
+        size = self.input_size
+        scale = size / max(h, w)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        ox, oy = (size - new_w) // 2, (size - new_h) // 2
+        sx, sy = new_w / w, new_h / h
+        # pixel-centre convention on both sides: u + 0.5 = s (x + 0.5) + offset
+        matrix = np.array([[sx, 0.0, 0.5 * sx - 0.5 + ox], [0.0, sy, 0.5 * sy - 0.5 + oy]], np.float64)
+        return new_w, new_h, ox, oy, matrix
+
     def letterbox(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model input (1, S, S, 3) float32 RGB [-1, 1] and the (2, 3) affine frame px -> input px."""
         h, w = image.shape[:2]
         size = self.input_size
-        scale = size / max(h, w)
-        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        new_w, new_h, ox, oy, matrix = self._geometry(h, w)
         # INTER_AREA averages when shrinking (a 640 px frame goes to 128 px): less aliasing than a bilinear warp
-        interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+        interp = cv2.INTER_AREA if new_w < w or new_h < h else cv2.INTER_LINEAR
         resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
-        ox, oy = (size - new_w) // 2, (size - new_h) // 2
         canvas = np.zeros((size, size, 3), np.uint8)
         canvas[oy : oy + new_h, ox : ox + new_w] = resized
-        sx, sy = new_w / w, new_h / h
-        # pixel-centre convention on both sides: u + 0.5 = s (x + 0.5) + offset
-        matrix = np.array([[sx, 0.0, 0.5 * sx - 0.5 + ox], [0.0, sy, 0.5 * sy - 0.5 + oy]], np.float64)
         tensor = canvas[None, :, :, ::-1].astype(np.float32) * np.float32(1.0 / 127.5) - np.float32(1.0)
         return tensor, matrix
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an (H, W, 3) uint8 BGR image, best score first. No face: an empty list."""
+    @property
+    def reads_device_frames(self) -> bool:
+        """True when ``detect`` takes the frame as a device tensor (the torch engine): the letterbox is then made
+        where the frame already is, and only the model's outputs come back to the host."""
+        return self.engine.backend is Backend.TORCH
+
+    def detect(self, image: np.ndarray, pixels: Any = None) -> list[Detection]:
+        """Faces in an (H, W, 3) uint8 BGR image, best score first. No face: an empty list.
+
+        pixels: the same image as a (H, W, 3) uint8 torch tensor on the engine's device, or None; used when
+        ``reads_device_frames`` (else the host image is letterboxed and uploaded).
+        """
         image = check_bgr_image(image, "BlazeFaceDetector.detect")
-        tensor, matrix = self.letterbox(image)
+        tensor: Any
+        if pixels is not None and self.reads_device_frames:
+            from realtime_swap.gpu.ops import letterbox
+
+            new_w, new_h, ox, oy, matrix = self._geometry(*image.shape[:2])
+            tensor = letterbox(pixels, self.input_size, new_w, new_h, ox, oy)
+        else:
+            tensor, matrix = self.letterbox(image)
         regressors, logits = self._session.run(tensor)
         return self.decode(regressors[0], logits[0, :, 0], matrix)
 

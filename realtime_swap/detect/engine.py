@@ -83,8 +83,9 @@ class DetectorModel(Protocol):
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
 
-    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
-        """Run on one (N, S, S, 3) float32 host batch; return every output as float32 host arrays."""
+    def run(self, tensor: Any) -> list[np.ndarray]:
+        """Run on one (N, S, S, 3) float32 batch (a host array; a torch tensor on the torch engine's device too);
+        return every output as float32 host arrays."""
         ...
 
 
@@ -114,7 +115,7 @@ class _TorchDetectorModel:
         self.outputs = self.runner.outputs
         self._fetch = [info.name for info in self.outputs]
 
-    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+    def run(self, tensor: Any) -> list[np.ndarray]:
         return self.runner.run({"input": tensor}, self._fetch)
 
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -129,13 +130,29 @@ class FaceMeshLandmarker:
             image, roi.matrix(size), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
 
-    def landmark(self, image: np.ndarray, rois: Sequence[Roi]) -> list[MeshResult]:
-        """Landmarks for each ROI of an (H, W, 3) uint8 BGR image, in ROI order."""
+    @property
+    def reads_device_frames(self) -> bool:
+        """True when ``landmark`` takes the frame as a device tensor (the torch engine): the crops are then cut
+        where the frame already is, and only the landmarks come back to the host."""
+        return self.engine.backend is Backend.TORCH
+
+    def landmark(self, image: np.ndarray, rois: Sequence[Roi], pixels: Any = None) -> list[MeshResult]:
+        """Landmarks for each ROI of an (H, W, 3) uint8 BGR image, in ROI order.
+
+        pixels: the same image as a (H, W, 3) uint8 torch tensor on the engine's device, or None; used when
+        ``reads_device_frames`` (else the crops are cut on the host and uploaded).
+        """
         image = check_bgr_image(image, "FaceMeshLandmarker.landmark")
         if not rois:
             return []
-        crops = np.stack([self.crop(image, roi) for roi in rois])
-        tensor = crops[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
+        tensor: Any
+        if pixels is not None and self.reads_device_frames:
+            from realtime_swap.gpu.ops import rgb_crops
+
+            tensor = rgb_crops(pixels, [roi.matrix(self.input_size) for roi in rois], self.input_size)
+        else:
+            crops = np.stack([self.crop(image, roi) for roi in rois])
+            tensor = crops[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
         raw, flags = self._session.run(tensor)
         raw = raw.reshape(len(rois), NUM_LANDMARKS, 3).astype(np.float64)
         scores = 1.0 / (1.0 + np.exp(-np.clip(flags.reshape(-1).astype(np.float64), -100.0, 100.0)))
@@ -148,13 +165,15 @@ class FaceMeshLandmarker:
             out.append(MeshResult(xy.astype(np.float32), z.astype(np.float32), float(score), roi))
         return out
 
-    def landmark_refined(self, image: np.ndarray, rois: Sequence[Roi], passes: int = 2) -> list[MeshResult]:
+    def landmark_refined(
+        self, image: np.ndarray, rois: Sequence[Roi], passes: int = 2, pixels: Any = None
+    ) -> list[MeshResult]:
         """``landmark`` from ``rois``, then ``passes - 1`` more times from each result's own landmarks ROI.
 
         A detection's ROI is rougher than the landmarks' (its box and eye line are coarser); re-cropping
-        converges on the ROI that tracking will use. Returns the last pass, in ROI order.
+        converges on the ROI that tracking will use. Returns the last pass, in ROI order. pixels: as ``landmark``.
         """
-        results = self.landmark(image, rois)
+        results = self.landmark(image, rois, pixels)
         for _ in range(passes - 1):
-            results = self.landmark(image, [roi_from_landmarks(r.landmarks) for r in results])
+            results = self.landmark(image, [roi_from_landmarks(r.landmarks) for r in results], pixels)
         return results

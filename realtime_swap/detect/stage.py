@@ -13,29 +13,46 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from realtime_swap.align import align_face
+from realtime_swap.align import align_face, face_transform
 from realtime_swap.detect.blazeface import BlazeFaceDetector, BlazeFaceModel
-from realtime_swap.detect.facemesh import FaceMeshLandmarker, roi_from_detection
+from realtime_swap.detect.facemesh import FaceMeshLandmarker, Roi, roi_from_detection
 from realtime_swap.detect.mesh import keypoints_from_mesh
 from realtime_swap.detect.tracker import FaceTracker, TrackerOptions, box_iou, landmarks_box
 from realtime_swap.errors import ConfigError
 from realtime_swap.infer import Backend
 from realtime_swap.masks import landmarks_in_crop, mesh_mask, mouth_mask
 from realtime_swap.stages import Controls, Stage
-from realtime_swap.types import Face, FaceType, Frame, StreamInfo, as_bgr_uint8
+from realtime_swap.types import AlignedFace, DeviceImage, Face, FaceType, Frame, StreamInfo, as_bgr_uint8
+
+_BLACK = np.zeros(3, np.uint8)
 
 
 def align_faces(
-    image: np.ndarray, faces: list[Face], face_type: FaceType, size: int, mask: bool = True, mouth: bool = False
+    image: np.ndarray,
+    faces: list[Face],
+    face_type: FaceType,
+    size: int,
+    mask: bool = True,
+    mouth: bool = False,
+    crop: bool = True,
 ) -> None:
-    """Fill ``face.aligned`` (crop + matrix) of each face, with the mesh mask in crop space when ``mask``."""
+    """Fill ``face.aligned`` (crop + matrix) of each face, with the mesh mask in crop space when ``mask``.
+
+    crop: False when a later stage cuts the crop itself on the device (the GPU path): ``aligned.image`` is then
+    a read-only all-black view of the crop's size, which costs no memory and no warp.
+    """
     for face in faces:
         if face.landmarks is None:
             continue
-        aligned = align_face(image, face.landmarks, face_type, size)
+        if crop:
+            aligned = align_face(image, face.landmarks, face_type, size)
+        else:
+            matrix = face_transform(face.landmarks, face_type, size)
+            aligned = AlignedFace(np.broadcast_to(_BLACK, (size, size, 3)), matrix, FaceType(face_type))
         if mask or mouth:
             in_crop = landmarks_in_crop(face.landmarks, aligned)
             if mask:
@@ -153,15 +170,46 @@ class DetectStage(Stage):
         self.face_type, self.size = self.targets[0]
         self.mask = mask
         self.mouth = mouth
+        self.staging: Any = None  # HostStaging once upload_frames() is called
+        self.host_crops = True
+
+    def upload_frames(self, device: Any) -> None:
+        """Put each frame with faces on the torch ``device`` once (``frame.device_image``), for a later stage that
+        works there (the GPU path's swap + blend). When the detector and landmarker run on torch on that device,
+        they read the uploaded frame too, so the frame crosses the bus once for the whole pipeline."""
+        from realtime_swap.gpu import torch_device
+        from realtime_swap.gpu.ops import HostStaging
+
+        self.staging = HostStaging(torch_device(device))
+        self.host_crops = False  # that stage cuts the crops from the uploaded frame
+
+    def _reads_device(self) -> bool:
+        from realtime_swap.gpu import torch_device
+
+        device = self.tracker.device
+        return self.staging is not None and device is not None and torch_device(device) == self.staging.device
 
     def warmup(self, info: StreamInfo) -> None:
         self.tracker.reset()
         self.tracker.warmup()
+        if self.staging is not None and self._reads_device():  # the device letterbox and crops, at the frame size
+            blank = np.zeros((max(info.height, 64), max(info.width, 64), 3), np.uint8)
+            pixels = self.staging.upload(blank)
+            self.tracker.detector.detect(blank, pixels)
+            self.tracker.landmarker.landmark(blank, [Roi(32.0, 32.0, 48.0, 0.0)], pixels)
+            self.staging.uploads = 0
 
     def process(self, frame: Frame, controls: Controls) -> Frame:
-        faces = self.tracker.update(frame.image, frame.pts)
+        pixels = None
+        if self.staging is not None and self._reads_device():
+            pixels = self.staging.upload(frame.image)
+        faces = self.tracker.update(frame.image, frame.pts, pixels)
         frame.model_index = controls.model_index % len(self.targets)
         face_type, size = self.targets[frame.model_index]
-        align_faces(frame.image, faces, face_type, size, self.mask, self.mouth)
+        align_faces(frame.image, faces, face_type, size, self.mask, self.mouth, self.host_crops)
         frame.faces = faces
+        if self.staging is not None and faces:
+            if pixels is None:  # the detector read the host frame; the later stage needs it there
+                pixels = self.staging.upload(frame.image)
+            frame.device_image = DeviceImage(pixels, frame.image)
         return frame

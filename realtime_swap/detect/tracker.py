@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from realtime_swap.detect.identity import SAME_PERSON_DISTANCE, FaceEmbedder, Re
 from realtime_swap.detect.mesh import keypoints_from_mesh
 from realtime_swap.detect.smoothing import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, OneEuroFilter
 from realtime_swap.errors import ConfigError
+from realtime_swap.infer.session import Backend
 from realtime_swap.types import Face, check_bgr_image
 
 
@@ -228,6 +230,13 @@ class FaceTracker:
             self._landmarker = FaceMeshLandmarker(o.engine, o.model_dir, o.intra_op_threads)
         return self._landmarker
 
+    @property
+    def device(self) -> str | None:
+        """The torch device the detector and landmarker read frames on (``update``'s ``pixels``), or None when
+        they run on ONNX Runtime and read host frames."""
+        engine = self.options.engine
+        return engine.device if engine.backend is Backend.TORCH else None
+
     def warmup(self) -> None:
         """Load both models on their engine and run each once on a blank frame."""
         blank = np.zeros((64, 64, 3), np.uint8)
@@ -243,11 +252,13 @@ class FaceTracker:
         self._frame = 0
         self._lost = []
 
-    def update(self, image: np.ndarray, t: float) -> list[Face]:
+    def update(self, image: np.ndarray, t: float, pixels: Any = None) -> list[Face]:
         """Faces in the next frame, (H, W, 3) uint8 BGR at time ``t`` s, ordered by the selection rule.
 
         Each Face: id, box (landmarks' bounding box), score (FaceMesh face-presence probability), landmarks
         (468, 2) smoothed, keypoints (5, 2) from those landmarks; frame px. No face: an empty list.
+        pixels: the same frame as a (H, W, 3) uint8 tensor on the engine's torch device, or None: with it, a
+        torch engine reads the frame where it already is (``reads_device_frames``) and nothing is uploaded.
         """
         image = check_bgr_image(image, "FaceTracker.update")
         if self._last_t is not None and t < self._last_t:  # a seek back or a looped file: smoothers restart
@@ -256,10 +267,10 @@ class FaceTracker:
         self._last_t = t
         self._frame += 1
         self._lost = [e for e in self._lost if self._frame - e[2] <= self.options.reclaim_frames]
-        lost = self._follow(image)
+        lost = self._follow(image, pixels)
         o = self.options
         if not self._tracks or lost or self._since_detection + 1 >= o.detect_every:
-            self._detect(image)
+            self._detect(image, pixels)
             self._since_detection = 0
         else:
             self._since_detection += 1
@@ -287,12 +298,12 @@ class FaceTracker:
 
     # ----------------------------------------------------------------------------------------------------------
 
-    def _follow(self, image: np.ndarray) -> bool:
+    def _follow(self, image: np.ndarray, pixels: Any) -> bool:
         """Landmark every track in its ROI from the last frame; drop the lost ones. True when one was lost."""
         if not self._tracks:
             return False
         rois = [roi_from_landmarks(track.mesh.landmarks) for track in self._tracks]
-        meshes = self.landmarker.landmark(image, rois)
+        meshes = self.landmarker.landmark(image, rois, pixels)
         kept = []
         for track, mesh in zip(self._tracks, meshes, strict=True):
             if mesh.score >= self.options.min_presence:
@@ -304,10 +315,10 @@ class FaceTracker:
         self._tracks = kept
         return lost
 
-    def _detect(self, image: np.ndarray) -> None:
+    def _detect(self, image: np.ndarray, pixels: Any) -> None:
         """Run the detector; start tracks for the new faces the selection keeps."""
         self.detections_run += 1
-        detections = self.detector.detect(image)
+        detections = self.detector.detect(image, pixels)
         unmatched = self._match(detections)
         candidates = [_Candidate.of_track(tr) for tr in self._tracks]
         candidates += [_Candidate.of_detection(d) for d in unmatched]
@@ -316,7 +327,7 @@ class FaceTracker:
         self._tracks = [c.track for c in chosen if c.track is not None]
         if not new:
             return
-        meshes = self.landmarker.landmark_refined(image, [roi_from_detection(d) for d in new], passes=2)
+        meshes = self.landmarker.landmark_refined(image, [roi_from_detection(d) for d in new], 2, pixels)
         for detection, mesh in zip(new, meshes, strict=True):
             if mesh.score >= self.options.min_presence:
                 self._tracks.append(_Track(self._new_id(landmarks_box(mesh.landmarks)), mesh, detection.box))

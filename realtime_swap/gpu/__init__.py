@@ -37,6 +37,17 @@ def auto_unavailable_reason(swap_device: str) -> str | None:
     return None
 
 
+def torch_device(device: Any) -> Any:
+    """``device`` ("cuda", "cuda:1", a torch.device) as the torch.device its tensors report: "cuda" becomes
+    "cuda:N" of the current device, so two names of one device compare equal."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 _STAGE_EXPORTS = frozenset({"DEVICE_COLOR_MODES", "GpuSwapComposeStage", "gpu_resident_stages", "resolve_device"})
 
 
@@ -55,4 +66,5 @@ __all__ = [
     "auto_unavailable_reason",
     "gpu_resident_stages",
     "resolve_device",
+    "torch_device",
 ]

@@ -3,6 +3,8 @@
 Each function mirrors a host function of the CPU path and documents the difference:
 
 * :func:`warp_crop` ↔ ``cv2.warpAffine`` in :func:`realtime_swap.align.align_face` (bilinear, replicated border);
+* :func:`letterbox` / :func:`rgb_crops` ↔ the detector's letterbox and the landmarker's crops
+  (:mod:`realtime_swap.detect`), so the detector reads the uploaded frame;
 * :func:`rct_moments` / :func:`rct_apply` ↔ the ``rct`` colour transfer (:mod:`realtime_swap.color`);
 * :func:`process_mask` ↔ :func:`realtime_swap.blend.process_mask`;
 * :func:`sharpen` ↔ the unsharp mask of :func:`realtime_swap.blend.paste_back_roi`;
@@ -21,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,11 +37,18 @@ from realtime_swap.color.lab import lab_to_bgr_torch as lab_to_bgr
 
 
 class HostStaging:
-    """The frame's way onto the device and back: page-locked (pinned) host buffers, one per frame shape, reused,
-    so the copies are DMA transfers that need no driver-side staging and the upload is asynchronous.
+    """The frame's way onto the device and back: page-locked (pinned) host buffers, reused, so the copies are
+    DMA transfers that need no driver-side staging and the upload is asynchronous.
+
+    Uploads go through a ring of ``depth`` buffers per frame shape; on CUDA each buffer's copy records an
+    event, and a buffer is written again only once its event has passed, so a frame uploaded while the previous
+    one's copy is still in flight (the detect stage of frame n + 1 while the swap of frame n runs) never
+    overwrites it. Thread-safe for one uploading and one downloading thread.
 
     device: where frames go. pin: page-lock the host buffers (default: on CUDA; torch pins only with a GPU).
     alloc: (shape, dtype, pin) -> host tensor; tests pass a plain allocator to exercise the reuse on the CPU.
+    event: () -> an object with ``record()`` and ``synchronize()`` (default: ``torch.cuda.Event`` on CUDA, none
+    elsewhere, where copies are synchronous). uploads: how many frames went up (for tests and metrics).
     """
 
     def __init__(
@@ -46,32 +56,53 @@ class HostStaging:
         device: torch.device,
         pin: bool | None = None,
         alloc: Callable[[tuple[int, ...], torch.dtype, bool], torch.Tensor] | None = None,
+        depth: int = 2,
+        event: Callable[[], Any] | None = None,
     ) -> None:
         self.device = device
         self.pin = device.type == "cuda" if pin is None else pin
         self._alloc = alloc or (lambda shape, dtype, pin: torch.empty(shape, dtype=dtype, pin_memory=pin))
-        self._up: dict[tuple[int, ...], torch.Tensor] = {}
+        if event is None and device.type == "cuda":
+            event = torch.cuda.Event
+        self._event = event
+        self._depth = max(1, int(depth))
+        self._up: dict[tuple[int, ...], list[tuple[torch.Tensor, Any]]] = {}
+        self._next: dict[tuple[int, ...], int] = {}
         self._down: dict[tuple[int, ...], torch.Tensor] = {}
+        self.uploads = 0
 
-    def _buffer(self, pool: dict[tuple[int, ...], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
-        if shape not in pool:
-            pool[shape] = self._alloc(shape, torch.uint8, self.pin)
-        return pool[shape]
+    def _upload_buffer(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, Any]:
+        ring = self._up.setdefault(shape, [])
+        i = self._next.get(shape, 0)
+        self._next[shape] = (i + 1) % self._depth
+        if i >= len(ring):
+            ring.append((self._alloc(shape, torch.uint8, self.pin), self._event() if self._event else None))
+        buffer, done = ring[i]
+        if done is not None:
+            done.synchronize()  # that buffer's last copy has left it (returns at once when it has)
+        return buffer, done
 
     def upload(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 host frame -> a new device tensor (the caller's array is never written)."""
+        self.uploads += 1
         if self.device.type == "cpu" and not self.pin:
             return torch.from_numpy(image).clone()
-        staged = self._buffer(self._up, tuple(image.shape))
+        staged, done = self._upload_buffer(tuple(image.shape))
         staged.numpy()[...] = image  # one host copy into page-locked memory
-        # the next frame writes this buffer only after this frame's download synchronised the stream
-        return staged.to(self.device, non_blocking=True)
+        # to() of a host tensor to the CPU is the tensor itself: copy, so the buffer is free for the next frame
+        out = staged.clone() if self.device.type == "cpu" else staged.to(self.device, non_blocking=True)
+        if done is not None:
+            done.record()
+        return out
 
     def download(self, frame: torch.Tensor) -> np.ndarray:
         """Device (H, W, 3) uint8 tensor -> a new host array (waits for the device)."""
         if self.device.type == "cpu" and not self.pin:
             return frame.numpy().copy()
-        staged = self._buffer(self._down, tuple(frame.shape))
+        shape = tuple(frame.shape)
+        if shape not in self._down:
+            self._down[shape] = self._alloc(shape, torch.uint8, self.pin)
+        staged = self._down[shape]
         staged.copy_(frame, non_blocking=True)
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
@@ -145,6 +176,59 @@ def warp_crop(frame: torch.Tensor, matrix: np.ndarray, size: int) -> torch.Tenso
     to_frame[:, 2] -= (box.x0, box.y0)
     out = _sample(region, to_frame, size, size, "border")
     return out.permute(1, 2, 0).round_()
+
+
+_AREA_WEIGHTS: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+
+
+def area_weights(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
+    """(n_out, n_in) float32: the share of each input pixel in each output pixel when ``n_in`` pixels shrink to
+    ``n_out`` by area (``cv2.INTER_AREA``): output i averages the input span [i s, (i + 1) s), s = n_in / n_out,
+    each input pixel weighted by its overlap with that span. Cached per size and device."""
+    key = (n_in, n_out, device)
+    if key not in _AREA_WEIGHTS:
+        scale = n_in / n_out
+        lo = np.arange(n_out)[:, None] * scale
+        edges = np.arange(n_in)[None, :]
+        overlap = np.clip(np.minimum(edges + 1, lo + scale) - np.maximum(edges, lo), 0.0, None) / scale
+        if len(_AREA_WEIGHTS) > 16:  # frame sizes change rarely; keep the table small
+            _AREA_WEIGHTS.clear()
+        _AREA_WEIGHTS[key] = torch.as_tensor(overlap, dtype=torch.float32, device=device)
+    return _AREA_WEIGHTS[key]
+
+
+def resize_area(image: torch.Tensor, new_w: int, new_h: int) -> torch.Tensor:
+    """(H, W, C) float -> (new_h, new_w, C), shrinking by area as ``cv2.resize(..., INTER_AREA)``: two matrix
+    products (rows, then columns) with :func:`area_weights`, exact for any scale, not only whole ones."""
+    h, w, c = (int(d) for d in image.shape)
+    rows = area_weights(h, new_h, image.device) @ image.reshape(h, w * c)
+    cols = area_weights(w, new_w, image.device) @ rows.reshape(new_h, w, c).transpose(0, 1).reshape(w, new_h * c)
+    return cols.reshape(new_w, new_h, c).transpose(0, 1)
+
+
+def letterbox(frame: torch.Tensor, size: int, new_w: int, new_h: int, ox: int, oy: int) -> torch.Tensor:
+    """BlazeFace's input from a device frame, as :meth:`realtime_swap.detect.blazeface.BlazeFaceDetector.letterbox`:
+    (1, size, size, 3) float32 RGB in [-1, 1], the frame resized to (new_w, new_h) at offset (ox, oy) on black.
+
+    frame: (H, W, 3) uint8 BGR. Shrinking averages by area (:func:`resize_area`, as the host's ``INTER_AREA``),
+    growing is bilinear with half-pixel centres (``INTER_LINEAR``); levels are rounded as the host's uint8.
+    """
+    h, w = int(frame.shape[0]), int(frame.shape[1])
+    if new_w <= w and new_h <= h:
+        resized = resize_area(frame.float(), new_w, new_h)
+    else:
+        x = frame.permute(2, 0, 1)[None].float()
+        resized = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+    canvas = torch.zeros((size, size, 3), dtype=torch.float32, device=frame.device)
+    canvas[oy : oy + new_h, ox : ox + new_w] = resized.round().clamp_(0.0, 255.0)
+    return canvas.flip(-1)[None] * (1.0 / 127.5) - 1.0
+
+
+def rgb_crops(frame: torch.Tensor, matrices: list[np.ndarray], size: int) -> torch.Tensor:
+    """FaceMesh's input from a device frame: (N, size, size, 3) float32 RGB in [0, 1], one :func:`warp_crop`
+    (bilinear, replicated border) per matrix (frame px -> crop px), as the host's ``cv2.warpAffine`` crops."""
+    crops = torch.stack([warp_crop(frame, m, size) for m in matrices])
+    return crops.flip(-1) * (1.0 / 255.0)
 
 
 # --- colour: rct in L*a*b* -------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ device, one download of the result.
 It replaces the pair ``SwapStage`` → ``ComposeStage`` (:func:`gpu_resident_stages`) and takes the same inputs
 from ``DetectStage``: per face the landmark-derived ``aligned.matrix`` (frame px -> crop px) and, when present,
 the mesh mask ``aligned.mask`` (S, S) float32 in crop space. The crop itself is warped again on the device from
-the uploaded frame (``aligned.image`` is not read), so that only the frame crosses the bus.
+the uploaded frame (``aligned.image`` is not read), so that only the frame crosses the bus. The detect stage
+before it uploads the frame (``frame.device_image``; :meth:`DetectStage.upload_frames`): when the detector and
+the landmarker run on torch on the same device (``--detect-backend auto`` with the swap on torch there), they read
+that tensor too, and only boxes and landmarks come back, so a frame goes up once and comes down once.
 
 Written against torch's device-agnostic API: on ``device="cuda"`` it needs a swap model whose backend runs on
 CUDA (``SwapModel.swap`` then takes and returns CUDA tensors through IO binding); on ``device="cpu"`` it runs the
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 from realtime_swap.blend import BlendMode, check_blend_options
 from realtime_swap.color import ColorMode, ColorStatsSmoother
 from realtime_swap.errors import ConfigError
-from realtime_swap.gpu import GpuPath
+from realtime_swap.gpu import GpuPath, torch_device
 from realtime_swap.gpu.ops import (
     DeviceRctSmoother,
     HostStaging,
@@ -103,7 +106,7 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
         if not self.models:
             raise ConfigError("gpu path: no model")
         self.model = self.models[0]
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.staging = HostStaging(self.device)
         for m in self.models:
             if self.device.type == "cuda" and not m.runner.device.startswith("cuda"):
@@ -161,12 +164,15 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
             self._run(image, [face], model, Controls(), t=0.0)
         self.smoother.forget_stale(math.inf)
         self._sync()
+        self.staging.uploads = 0  # count the stream's frames only
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def process(self, frame: Frame, controls: Controls) -> Frame:
+        pixels = frame.on_device(self.device)
+        frame.device_image = None  # the outputs read the host picture; the device copy goes with this stage
         if not controls.swap_enabled:
             return frame
         faces = [f for f in frame.faces if f.aligned is not None]
@@ -175,16 +181,25 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
             self.host_smoother.forget_stale(frame.pts)
             return frame
         model = self.models[frame.model_index % len(self.models)]
-        frame.image = self._run(frame.image, faces, model, controls, frame.pts)
+        frame.image = self._run(frame.image, faces, model, controls, frame.pts, pixels)
         frame.swapped = True
         self.smoother.forget_stale(frame.pts)
         self.host_smoother.forget_stale(frame.pts)
         return frame
 
     def _run(
-        self, image: np.ndarray, faces: Sequence[Face], model: SwapModel, controls: Controls, t: float
+        self,
+        image: np.ndarray,
+        faces: Sequence[Face],
+        model: SwapModel,
+        controls: Controls,
+        t: float,
+        pixels: torch.Tensor | None = None,
     ) -> np.ndarray:
-        """Upload ``image``, swap every face with ``model`` and paste it, download the result (a new array)."""
+        """Swap every face of ``image`` with ``model`` and paste it; download the result (a new array).
+
+        pixels: ``image`` already on the device (uploaded by the detect stage; this stage may write it), or None
+        to upload it here."""
         from realtime_swap.swap.stage import check_face_type
 
         for face in faces:
@@ -192,7 +207,8 @@ class GpuSwapComposeStage(RunsSwapModels, Stage):
         mode = controls.color_mode
         s = model.resolution
         with torch.inference_mode():
-            frame = self.staging.upload(image)  # one upload, through a pinned buffer on CUDA
+            # one upload per frame, through a pinned buffer on CUDA: the detect stage's, or here
+            frame = pixels if pixels is not None else self.staging.upload(image)
             crops = [warp_crop(frame, _aligned(f).matrix, _aligned(f).size) for f in faces]
             batch = torch.stack([_resize(c, s) for c in crops]) * (1.0 / 255.0)
             swapped, learned = model.swap(batch, morph=self.morph if model.has_morph else None, mask=self.mask)
@@ -264,18 +280,24 @@ def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def gpu_resident_stages(stages: Sequence[Stage], device: GpuPath = GpuPath.AUTO) -> list[Stage]:
-    """``stages`` with the consecutive ``swap`` → ``blend`` pair replaced by one :class:`GpuSwapComposeStage`.
+    """``stages`` with the consecutive ``swap`` → ``blend`` pair replaced by one :class:`GpuSwapComposeStage`; a
+    detect stage just before it uploads each frame for it (and reads it there when it runs on torch on that device).
 
     device: ``auto`` / ``cuda`` / ``cpu`` (see :func:`resolve_device`). Raises ConfigError when the stages have
     no swap + blend pair (no model: nothing to run on the GPU) or the device cannot be used.
     """
     from realtime_swap.compose import ComposeStage
+    from realtime_swap.detect.stage import DetectStage
     from realtime_swap.swap.stage import SwapStage
 
     out = list(stages)
     for i in range(len(out) - 1):
         swap, compose = out[i], out[i + 1]
         if isinstance(swap, SwapStage) and isinstance(compose, ComposeStage):
-            out[i : i + 2] = [GpuSwapComposeStage.replacing(swap, compose, resolve_device(swap.model, device))]
+            stage = GpuSwapComposeStage.replacing(swap, compose, resolve_device(swap.model, device))
+            out[i : i + 2] = [stage]
+            detect = out[i - 1] if i > 0 else None
+            if isinstance(detect, DetectStage):  # the frame goes up once, in the detect stage
+                detect.upload_frames(stage.device)
             return out
     raise ConfigError("gpu path: these stages have no swap + blend pair to run on the GPU (no swap model?)")

@@ -197,6 +197,7 @@ def run_quality(
 
     from realtime_swap.detect.identity import FaceEmbedder, identity_available, load_reference
     from realtime_swap.detect.stage import DetectStage
+    from realtime_swap.gpu import GpuPath
     from realtime_swap.pipeline import build_face_stages, close_stages
     from realtime_swap.sources import open_source
     from realtime_swap.swap.stage import SwapStage
@@ -204,8 +205,9 @@ def run_quality(
     options = options or QualityOptions()
     if not cfg.faces.swap:
         raise ConfigError("quality: --no-swap leaves nothing to measure")
-    if cfg.faces.gpu_path != "off":
+    if cfg.faces.gpu_path not in (None, "off"):
         raise ConfigError("quality: runs the CPU stages; leave --gpu-path off")
+    cfg = dataclasses.replace(cfg, faces=dataclasses.replace(cfg.faces, gpu_path=GpuPath.OFF))
     source_spec = cfg.source
     if source_spec.realtime is None:  # measure every frame, as fast as the stages go
         source_spec = dataclasses.replace(source_spec, realtime=False)

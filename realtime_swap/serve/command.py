@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from realtime_swap.serve.app import ServeSettings, make_app, needs_token, tls_context
     from realtime_swap.sinks.stream_url import StreamEncoder
 
-    if GpuPath(args.gpu_path) is not GpuPath.OFF:
+    if args.gpu_path is not None and GpuPath(args.gpu_path) is not GpuPath.OFF:
         raise ConfigError("--gpu-path is not served: the shared swap executor runs the model for every session")
     if args.batch_window < 0:
         raise ConfigError(f"--batch-window must be >= 0 ms, got {args.batch_window:g}")
