@@ -16,7 +16,9 @@ Parts, each under its own time budget (``PART_BUDGET_S``; what a budget leaves o
   cuda`` (the frame uploaded once), at 1080p and 4K, 1 and 4 faces, unpaced and paced at 60 fps: per-stage
   p50/p95/p99, fps, capture-to-output latency (what the engine adds), dropped frames;
 * ``training``: training it/s of DF and LIAE at 128 and 224 px, batch 16 and 32, with AMP (the trainer's
-  choice: bf16 on Ampere and newer, fp16 with a scaler before), batches prepared beforehand.
+  choice: bf16 on Ampere and newer, fp16 with a scaler before), batches prepared beforehand; then the same steps
+  with each iteration's batches augmented on the device inside the timed loop (``--augment-on device``), and the
+  rate at which one CPU core prepares batch pairs (numpy/OpenCV), for comparison.
 
 Writes ``gpu_suite.json`` (every figure, the machine and versions, per part its status, seconds and not_run)
 and ``gpu_suite.log`` into ``--out``, nothing else (scratch goes to a temporary folder), so ``--out $OUT`` on the
@@ -413,6 +415,7 @@ def part_bench(plan: Plan, work: Path, env: dict[str, str], budget: Budget) -> d
 def part_training(plan: Plan, work: Path, budget: Budget, smoke: bool) -> dict[str, Any]:
     import torch
 
+    from realtime_swap.train.augment_torch import DeviceAugmenter
     from realtime_swap.train.config import PRESETS, Arch, Preset, TrainConfig, model_config_for
     from realtime_swap.train.data import AugmentSettings, iteration_rng, make_batch
     from realtime_swap.train.faceset import Faceset
@@ -422,6 +425,7 @@ def part_training(plan: Plan, work: Path, budget: Budget, smoke: bool) -> dict[s
     results: list[dict[str, Any]] = []
     not_run: list[dict[str, str]] = []
     device = "cuda" if plan.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     root = work / "training"
     preset = Preset.TINY if smoke else Preset.LIVE
     for resolution in plan.train_resolutions:
@@ -442,27 +446,41 @@ def part_training(plan: Plan, work: Path, budget: Budget, smoke: bool) -> dict[s
                                          lr=PRESETS[preset].lr, amp=True)  # fmt: skip
                     trainer = Trainer(src, dst, root / f"{arch.value}_{resolution}_{batch}", mc, config, progress=False)
                     settings = AugmentSettings(True, False, 0.5)
+                    t_cpu = time.perf_counter()
                     batches = [
                         (make_batch(iteration_rng(0, i, 0), trainer.src_data, batch, settings, trainer.dst_data),
                          make_batch(iteration_rng(0, i, 1), trainer.dst_data, batch, settings))
                         for i in range(plan.train_steps + 1)
                     ]  # fmt: skip
+                    cpu_pairs_per_s = len(batches) / (time.perf_counter() - t_cpu)
                     trainer.step(0, *batches[0])  # warm-up: cuDNN's algorithm search
-                    if device == "cuda":
-                        torch.cuda.synchronize()
+                    sync()
                     t0 = time.perf_counter()
                     for i in range(1, plan.train_steps + 1):
                         trainer.step(i, *batches[i])
-                    if device == "cuda":
-                        torch.cuda.synchronize()
+                    sync()
                     seconds = time.perf_counter() - t0
+                    augmenter = trainer.device_augmenter or DeviceAugmenter(
+                        trainer.src_data, trainer.dst_data, batch, settings, 0, trainer.device
+                    )
+                    trainer.step(0, *augmenter.get(0))  # warm-up of the augmentation kernels
+                    sync()
+                    t0 = time.perf_counter()
+                    for i in range(1, plan.train_steps + 1):
+                        trainer.step(i, *augmenter.get(i))
+                    sync()
+                    device_seconds = time.perf_counter() - t0
                     results.append({
                         "arch": arch.value, "resolution": resolution, "batch": batch, "steps": plan.train_steps,
                         "its_per_s": plan.train_steps / seconds, "ms_per_it": seconds / plan.train_steps * 1000,
+                        "its_per_s_device_augment": plan.train_steps / device_seconds,
+                        "cpu_augment_pairs_per_s": cpu_pairs_per_s,
                         "amp": trainer.amp, "amp_dtype": str(trainer.amp_dtype)[6:] if trainer.amp else None,
                         "channels_last": trainer.channels_last, "device": device, "preset_widths": preset.value,
                     })  # fmt: skip
-                    log.info("train %s: %.2f it/s", what, plan.train_steps / seconds)
+                    log.info("train %s: %.2f it/s (batches prepared), %.2f it/s (augmented on %s in the loop), "
+                             "one CPU core prepares %.2f pairs/s", what, plan.train_steps / seconds,
+                             plan.train_steps / device_seconds, device, cpu_pairs_per_s)  # fmt: skip
                 except Exception as exc:  # a configuration that fails (out of memory, ...) is a finding
                     log.exception("train %s failed", what)
                     not_run.append({"what": what, "reason": f"error: {type(exc).__name__}: {exc}"})

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from realtime_swap.blend import BlendMode
+from realtime_swap.choices import closed_choice
 from realtime_swap.color.modes import ColorMode
 from realtime_swap.detect.blazeface import BlazeFaceModel
 from realtime_swap.detect.engine import DetectBackend
@@ -21,18 +20,6 @@ from realtime_swap.sources import SourceSpec
 from realtime_swap.swap.backends import BackendOptions
 from realtime_swap.swap.model import FaceMask
 from realtime_swap.types import FaceType
-
-E = TypeVar("E", bound=enum.Enum)
-
-
-def closed_choice(kind: type[E], value: object, option: str) -> E:
-    """``value`` as a member of the closed set ``kind`` (a member, or its value); ConfigError naming ``option``
-    and the choices otherwise."""
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(str(m.value) for m in kind)
-        raise ConfigError(f"{option} must be one of {choices}, got '{value}'") from None
 
 
 @dataclass(frozen=True)

@@ -82,4 +82,5 @@ def test_training_figures(report: dict[str, Any]) -> None:
     assert {r["arch"] for r in rows} == {"df", "liae"}
     for row in rows:
         assert row["its_per_s"] > 0 and row["ms_per_it"] > 0 and row["amp"] is False  # AMP is CUDA only
+        assert row["its_per_s_device_augment"] > 0 and row["cpu_augment_pairs_per_s"] > 0
         assert row["amp_dtype"] is None and row["channels_last"] is False and row["device"] == "cpu"

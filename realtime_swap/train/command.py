@@ -6,7 +6,16 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from realtime_swap.train.config import PRESETS, Arch, ModelConfig, OptimizerKind, Preset, PresetSpec, model_config_for
+from realtime_swap.train.config import (
+    PRESETS,
+    Arch,
+    AugmentOn,
+    ModelConfig,
+    OptimizerKind,
+    Preset,
+    PresetSpec,
+    model_config_for,
+)
 from realtime_swap.types import FaceType
 
 EXIT_INTERRUPTED = 130
@@ -71,6 +80,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=int, default=0, help="processes that augment batches (default 0: one background thread)"
     )
+    p.add_argument(
+        "--augment-on",
+        choices=[a.value for a in AugmentOn],
+        default=AugmentOn.AUTO.value,
+        help="where batches are augmented: on the training device (torch, facesets uploaded once) or the CPU; "
+        "auto: the device when training on CUDA with --workers 0, else the CPU (default auto)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -125,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         gan_power=args.gan_power,
         gan_start=args.gan_start,
         workers=args.workers,
+        augment_on=AugmentOn(args.augment_on),
     )
     trainer = Trainer(
         src, dst, args.out, model_config, train_config, resume=args.resume, progress=not args.quiet,

@@ -20,6 +20,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from realtime_swap.choices import closed_choice
 from realtime_swap.errors import ConfigError
 from realtime_swap.types import FaceType
 
@@ -45,6 +46,17 @@ class Preset(str, enum.Enum):
     TINY = "tiny"
     LIVE = "live"
     QUALITY = "quality"
+
+
+class AugmentOn(str, enum.Enum):
+    """Where batches are augmented; the CLI's ``--augment-on`` choices. AUTO: on the device when training on
+    CUDA with ``workers`` 0 (one CPU core cannot keep a large GPU busy), on the CPU otherwise. CPU: numpy/OpenCV
+    in the background (``data.BatchPrefetcher``). DEVICE: torch on the training device (``augment_torch``), the
+    facesets uploaded once (the trainer falls back to the CPU when they would take too much GPU memory)."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    DEVICE = "device"
 
 
 class OptimizerKind(str, enum.Enum):
@@ -170,7 +182,9 @@ class TrainConfig:
     device: "cpu", "cuda", "cuda:N" or "auto". amp: mixed precision (CUDA only; ignored on the CPU): bf16 on GPUs
     that have it (Ampere and newer), else fp16 with a gradient scaler. channels_last: NHWC memory order for the
     convolutions (None: on CUDA, where cuDNN's fast half-precision kernels want it). workers: processes that
-    augment batches (0: one background thread; a fast GPU trains faster than one core augments).
+    augment batches (0: one background thread; a fast GPU trains faster than one core augments). augment_on:
+    where batches are augmented (``AugmentOn``; the batches differ between CPU and device, the checkpoint does not
+    depend on it: a run may resume with the other choice).
     preview_every / save_every / log_every: iterations between preview PNGs, checkpoints, CSV rows.
     random_warp / flip: DeepFaceLab-style augmentation. color_transfer: probability of recolouring a source
     sample towards a random destination sample (Reinhard LAB). Loss weights: dssim / mse on the (masked)
@@ -188,6 +202,7 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool | None = None
     workers: int = 0
+    augment_on: AugmentOn = AugmentOn.AUTO
     seed: int = 0
     preview_every: int = 100
     save_every: int = 500
@@ -206,6 +221,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "optimizer", OptimizerKind(self.optimizer))
+        object.__setattr__(self, "augment_on", closed_choice(AugmentOn, self.augment_on, "--augment-on"))
         positive_ints = ("iterations", "batch_size", "preview_every", "save_every", "log_every")
         for name in positive_ints:
             value = getattr(self, name)
@@ -226,6 +242,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["optimizer"] = self.optimizer.value
+        out["augment_on"] = self.augment_on.value
         return out
 
     @classmethod

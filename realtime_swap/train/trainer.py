@@ -26,8 +26,9 @@ from torch import nn
 
 from realtime_swap.errors import ConfigError
 from realtime_swap.train.archs import SwapAutoencoder, build_model
+from realtime_swap.train.augment_torch import DeviceAugmenter, DeviceBatch, device_set_bytes
 from realtime_swap.train.checkpoint import has_checkpoint, init_weights, restore_training, save_checkpoint
-from realtime_swap.train.config import ModelConfig, OptimizerKind, TrainConfig
+from realtime_swap.train.config import AugmentOn, ModelConfig, OptimizerKind, TrainConfig
 from realtime_swap.train.data import AugmentSettings, Batch, BatchPrefetcher, TrainingSet, fixed_batch
 from realtime_swap.train.faceset import Faceset
 from realtime_swap.train.losses import (
@@ -43,6 +44,8 @@ from realtime_swap.train.preview import LossLog, plot_losses, preview_grid
 log = logging.getLogger(__name__)
 
 PREVIEW_SAMPLES = 4
+DEVICE_SET_SHARE = 0.25
+"""Device augmentation uploads the facesets only when they take at most this share of the free GPU memory."""
 
 
 def amp_dtype_for(capability: tuple[int, int] | None) -> torch.dtype:
@@ -67,6 +70,36 @@ def resolve_device(spec: str) -> torch.device:
     elif device.type != "cpu":
         raise ConfigError(f"unsupported device '{spec}' (use auto, cpu, cuda or cuda:N)")
     return device
+
+
+def free_device_memory(device: torch.device) -> int | None:
+    """Free bytes on a CUDA ``device`` (``torch.cuda.mem_get_info``); None elsewhere (no budget to keep)."""
+    if device.type != "cuda":
+        return None
+    return int(torch.cuda.mem_get_info(device)[0])
+
+
+def choose_augment_on(
+    requested: AugmentOn, device: torch.device, workers: int, needed_bytes: int
+) -> tuple[AugmentOn, str]:
+    """Where to augment (CPU or DEVICE) and why, for ``requested`` on ``device``: AUTO picks the device on CUDA
+    with ``workers`` 0; the device is refused when the facesets (``needed_bytes``) would take more than
+    ``DEVICE_SET_SHARE`` of its free memory."""
+    if requested is AugmentOn.CPU:
+        return AugmentOn.CPU, "asked for (--augment-on cpu)"
+    if requested is AugmentOn.AUTO and device.type != "cuda":
+        return AugmentOn.CPU, f"auto: training on {device.type}"
+    if requested is AugmentOn.AUTO and workers:
+        return AugmentOn.CPU, f"auto: {workers} worker process(es) augment on the CPU"
+    free = free_device_memory(device)
+    mib = 2**20
+    if free is not None and needed_bytes > DEVICE_SET_SHARE * free:
+        return AugmentOn.CPU, (
+            f"the facesets would take {needed_bytes / mib:.0f} MiB on {device}, more than "
+            f"{DEVICE_SET_SHARE:.0%} of its {free / mib:.0f} MiB free"
+        )
+    why = "asked for (--augment-on device)" if requested is AugmentOn.DEVICE else "auto: CUDA with --workers 0"
+    return AugmentOn.DEVICE, f"{why}; facesets uploaded once ({needed_bytes / mib:.1f} MiB)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +209,17 @@ class Trainer:
         self.src_data = TrainingSet.from_faceset(src, s)
         self.dst_data = TrainingSet.from_faceset(dst, s)
         self.augment = AugmentSettings(train_config.random_warp, train_config.flip, train_config.color_transfer)
+        needed = device_set_bytes(self.src_data, self.dst_data)
+        self.augment_on, self.augment_reason = choose_augment_on(
+            train_config.augment_on, self.device, train_config.workers, needed
+        )
+        where = f"the device ({self.device})" if self.augment_on is AugmentOn.DEVICE else "cpu"
+        log.info("augmenting batches on %s: %s", where, self.augment_reason)
+        self.device_augmenter: DeviceAugmenter | None = None
+        if self.augment_on is AugmentOn.DEVICE:
+            self.device_augmenter = DeviceAugmenter(
+                self.src_data, self.dst_data, train_config.batch_size, self.augment, train_config.seed, self.device
+            )
         self.weights = LossWeights(
             train_config.dssim_weight, train_config.mse_weight, train_config.eyes_mouth_weight, train_config.mask_weight
         )
@@ -199,9 +243,13 @@ class Trainer:
             opts["disc"] = self.disc_optimizer
         return opts
 
-    def _tensors(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+    def _tensors(self, batch: Batch | DeviceBatch) -> tuple[torch.Tensor, ...]:
         cuda = self.device.type == "cuda"
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        if isinstance(batch, DeviceBatch):  # built on self.device by the device augmenter
+            return tuple(
+                t.contiguous(memory_format=layout) for t in (batch.warped, batch.target, batch.mask, batch.eyes_mouth)
+            )
         out = []
         for a in (batch.warped, batch.target, batch.mask, batch.eyes_mouth):
             host = torch.from_numpy(a)
@@ -213,7 +261,7 @@ class Trainer:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
-    def step(self, iteration: int, src: Batch, dst: Batch) -> StepLosses:
+    def step(self, iteration: int, src: Batch | DeviceBatch, dst: Batch | DeviceBatch) -> StepLosses:
         """One optimisation step on a (src, dst) batch pair; returns the mean losses."""
         cfg = self.config
         self.model.train()
@@ -319,7 +367,7 @@ class Trainer:
         self._stop_requested = False
         in_main = threading.current_thread() is threading.main_thread()
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
-        prefetch = BatchPrefetcher(
+        prefetch: BatchPrefetcher | DeviceAugmenter = self.device_augmenter or BatchPrefetcher(
             self.src_data, self.dst_data, cfg.batch_size, self.augment, cfg.seed, start, max(start, cfg.iterations),
             workers=cfg.workers,
         )  # fmt: skip
