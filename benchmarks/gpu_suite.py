@@ -11,7 +11,10 @@ Parts, each under its own time budget (``PART_BUDGET_S``; what a budget leaves o
   counts from pytest's JUnit XML;
 * ``swap_model``: the swap model alone (the product's DF, ``live`` preset widths, untrained weights: timings do
   not depend on them), exported to ONNX and run by the torch backend with device tensors in and out: p50/p95 ms
-  per call at 96, 128, 224 and 320 px, batch 1 and 4, fp32/fp16/bf16, eager / CUDA graph / torch.compile;
+  per call at 96, 128, 224 and 320 px, batch 1 and 4, fp32/fp16/bf16, eager / CUDA graph / torch.compile, each
+  mode in a worker process of its own killed at the budget (a failed graph capture can spoil the CUDA context; an
+  inductor compile cannot be interrupted); "fp32" is true fp32: TF32, cuDNN's default for convolutions, is off
+  while it runs (each row records the TF32 flags it ran with);
 * ``bench``: ``realtime-swap bench`` end to end on the shipped demo model with ``--backend torch --gpu-path
   cuda`` (the frame uploaded once), at 1080p and 4K, 1 and 4 faces, unpaced and paced at 60 fps: per-stage
   p50/p95/p99, fps, capture-to-output latency (what the engine adds), dropped frames;
@@ -43,18 +46,21 @@ timeout 540 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,11 +72,16 @@ sys.path.insert(0, str(ROOT))
 log = logging.getLogger("gpu_suite")
 
 PARTS = ("tests", "swap_model", "bench", "training")
-PART_BUDGET_S = {"tests": 150.0, "swap_model": 110.0, "bench": 120.0, "training": 60.0}
-"""Seconds per part in full mode: 440 s together; with the whole-run cap (450 s, the wheel install included) and
-one item's overrun at most, the run stays under 8 minutes."""
+PART_BUDGET_S = {"tests": 120.0, "swap_model": 160.0, "bench": 100.0, "training": 60.0}
+"""Seconds per part in full mode: 440 s together; with the whole-run cap (450 s, the wheel install included) the
+run stays under 8 minutes: tests, swap_model and bench run in processes killed at their budget, and only one
+training configuration can run past its part's (seconds)."""
 SUITE_LIMIT_S = {"full": 450.0, "smoke": 150.0}
 """The whole run's cap: a part that overran (one item past its budget) shortens the parts after it."""
+MODE_RESERVE = {"eager": 0.0, "cuda_graph": 0.2, "compile": 0.45}
+"""The share of swap_model's budget kept for each mode while the modes before it run: the compile worker needs its
+start, a probe compile and 45 s for its first configuration; without a reserve the 24 eager and CUDA-graph
+configurations leave it nothing (estimates: the log's timestamps say how each share was spent)."""
 SMOKE_BUDGET_S = {"tests": 40.0, "swap_model": 20.0, "bench": 40.0, "training": 20.0}
 GPU_PATH_TESTS = (
     "tests/test_detect_engine.py",
@@ -184,7 +195,13 @@ def prepare_wheels(env: dict[str, str]) -> list[str]:
         return []
     target = Path(tempfile.mkdtemp(prefix="gpu_suite_site_"))
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
-    subprocess.run([*cmd, "--target", str(target), *map(str, wheels)], check=True)
+    try:
+        subprocess.run([*cmd, "--target", str(target), *map(str, wheels)], check=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:  # no pip for this interpreter: a wheel is a zip
+        log.warning("pip could not install %s (%s); unpacking them instead", [w.name for w in wheels], exc)
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(target)
     sys.path.insert(0, str(target))
     env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")])
     return [w.name for w in wheels]
@@ -205,6 +222,7 @@ def machine() -> dict[str, Any]:
         "onnxruntime": onnxruntime.__version__,
         "onnxruntime_providers": onnxruntime.get_available_providers(),
         "gpu": None,
+        "tf32_default": tf32_flags(),
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
@@ -253,11 +271,10 @@ def part_tests(plan: Plan, work: Path, env: dict[str, str], budget: Budget, smok
         xml = work / f"tests_{name}.xml"
         cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={xml}", *args]
         t0 = time.perf_counter()
-        try:
-            done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=budget.left())
-            rc, tail = done.returncode, (done.stdout + done.stderr)[-4000:]
-        except subprocess.TimeoutExpired as exc:
-            rc, tail = -1, f"timed out after {exc.timeout:.0f} s (budget)"
+        rc, out, err, timed_out = run_bounded(cmd, cwd=ROOT, env=env, timeout=budget.left())
+        tail = (out + err)[-4000:] + (
+            f"\ntimed out after {time.perf_counter() - t0:.0f} s (budget)" if timed_out else ""
+        )
         log.info("pytest %s: rc %s\n%s", name, rc, tail)
         counts = _junit_counts(xml)
         failed = failed or rc not in (0, 5) or counts["failures"] > 0 or counts["errors"] > 0
@@ -301,6 +318,57 @@ def _timer(device: str) -> Callable[[Callable[[], Any]], float]:
     return host_ms
 
 
+def tf32_flags() -> dict[str, Any]:
+    """torch's TF32 switches as they stand: cuDNN convolutions (on by default: "fp32" convolutions are TF32 unless
+    it is turned off) and cuBLAS matmuls. A value that cannot be read (legacy and new APIs mixed) is its error."""
+    import torch
+
+    flags: dict[str, Any] = {}
+    for name, owner in (("cudnn_conv", torch.backends.cudnn), ("matmul", torch.backends.cuda.matmul)):
+        try:
+            flags[name] = bool(owner.allow_tf32)
+        except RuntimeError as exc:
+            flags[name] = f"unreadable: {exc}"
+    return flags
+
+
+@contextlib.contextmanager
+def tf32_allowed(allowed: bool) -> Iterator[dict[str, Any]]:
+    """Turn TF32 on or off for cuDNN convolutions and cuBLAS matmuls, restoring both after; yields the flags in
+    force. Uses the legacy ``allow_tf32`` switches, which set convolutions and RNNs alike (mixing them with the
+    ``fp32_precision`` API makes torch refuse to read them)."""
+    import torch
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = allowed
+    try:
+        yield tf32_flags()
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
+def run_bounded(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str, str, bool]:
+    """Run ``cmd`` in its own process group for at most ``timeout`` s: (returncode, stdout, stderr, timed_out).
+    On timeout the whole group is killed: pytest and bench start children of their own that hold the output pipes,
+    and killing the direct child alone (what ``subprocess.run`` does) leaves the suite waiting on those pipes."""
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=max(timeout, 0.1))
+        return proc.returncode, out, err, False
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a grandchild left the group and holds a pipe: stop reading
+            proc.kill()
+            out, err = "", ""
+        return -1, out or "", err or "", True
+
+
 def swap_model_order(plan: Plan) -> list[tuple[str, int, str]]:
     """(mode, px, precision) in the order measured: eager and CUDA graphs everywhere first; torch.compile last
     (its first call per shape compiles for tens of seconds, so the budget decides how many fit), half precision
@@ -311,61 +379,159 @@ def swap_model_order(plan: Plan) -> list[tuple[str, int, str]]:
     return quick + slow
 
 
-def part_swap_model(plan: Plan, work: Path, budget: Budget, smoke: bool) -> dict[str, Any]:
+def _compile_unavailable_reason(device: str, backend: str) -> str | None:
+    """Why ``torch.compile`` with ``backend`` cannot build a kernel on ``device`` (no C compiler, no Triton, ...),
+    tried on a toy function; None when it can."""
+    import torch
+
+    torch._dynamo.reset()
+    try:
+        probe = torch.compile(lambda x: x * 2.0 + 1.0, backend=backend, dynamic=False)
+        probe(torch.ones(8, device=device))
+    except Exception as exc:
+        return f"torch.compile(backend={backend!r}) fails on a toy function: {type(exc).__name__}: {exc}"[:600]
+    finally:
+        torch._dynamo.reset()
+    return None
+
+
+def swap_worker(plan: Plan, mode: str, folder: Path, seconds: float, smoke: bool, rows: Path) -> None:
+    """Measure the swap model in one ``mode`` (in a process of its own: a failed CUDA graph capture can leave the
+    CUDA context unusable, and an inductor compile cannot be stopped from inside), appending one JSON line per
+    result row or left-out configuration to ``rows`` as it goes, so a kill at the budget keeps what was done."""
     import torch
 
     from realtime_swap.infer.runner import Precision
     from realtime_swap.infer.session import Backend
     from realtime_swap.swap import BackendOptions, SwapModel
 
-    results: list[dict[str, Any]] = []
-    not_run: list[dict[str, str]] = []
+    budget = Budget(seconds)
     cuda = plan.device.startswith("cuda") and torch.cuda.is_available()
     device = plan.device if cuda else "cpu"
     timer = _timer(device)
-    folder = work / "models"
-    folder.mkdir(exist_ok=True)
-    for mode, resolution, precision in swap_model_order(plan):
-        what = f"{mode} {resolution}px {precision}"
-        if mode == "cuda_graph" and not cuda:
-            not_run.append({"what": what, "reason": "CUDA graphs need a CUDA device"})
-            continue
-        if precision != "fp32" and not cuda:
-            not_run.append({"what": what, "reason": "half precision runs on CUDA only"})
+
+    def emit(kind: str, row: dict[str, Any]) -> None:
+        with rows.open("a") as f:
+            f.write(json.dumps({"kind": kind, **row}) + "\n")
+
+    configs = [c for c in swap_model_order(plan) if c[0] == mode and (cuda or c[2] == "fp32")]  # see the parent
+    compile_reason = _compile_unavailable_reason(device, plan.compile_backend) if mode == "compile" else None
+    if compile_reason is not None:  # the machine lacks a compiler or Triton: left out, the suite goes on
+        log.warning("swap compile: %s", compile_reason)
+    for _, resolution, precision in configs:
+        what = _config_name(mode, resolution, precision)
+        if compile_reason is not None:
+            emit("not_run", {"what": what, "reason": compile_reason})
             continue
         if budget.left() < (45 if mode == "compile" and not smoke else 3):
-            not_run.append({"what": what, "reason": "time budget spent"})
+            emit("not_run", {"what": what, "reason": "time budget spent"})
             continue
         options = BackendOptions(
             precision=Precision(precision), torch_compile=mode == "compile", cuda_graph=mode == "cuda_graph"
         )
         if mode == "compile" and plan.compile_backend != "inductor":
             options = BackendOptions(precision=Precision(precision))
-        try:
-            model = SwapModel.load(_swap_model_file(resolution, folder, smoke), Backend.TORCH, options=options)
-            if mode == "compile" and plan.compile_backend != "inductor":
-                runner: Any = model.runner
-                runner._fn = torch.compile(runner._fn, backend=plan.compile_backend, dynamic=False)
-            for batch in plan.batches:
-                crops = torch.rand(batch, resolution, resolution, 3, device=device)
-                t0 = time.perf_counter()
-                for _ in range(plan.warmup_calls):  # warm-up: algorithm choice, graph capture, compile
-                    model.swap(crops)
-                first_s = time.perf_counter() - t0
-                times = [timer(lambda m=model, c=crops: m.swap(c)) for _ in range(plan.iters)]
-                stats = percentiles(times)
-                results.append({
-                            "resolution": resolution, "batch": batch, "precision": precision, "mode": mode,
-                            "iters": plan.iters, "p50_ms": stats["p50"], "p95_ms": stats["p95"],
-                            "ms_per_face_p50": stats["p50"] / batch, "warmup_s": first_s, "device": device,
-                        })  # fmt: skip
-                log.info("swap %s batch %d: p50 %.3f ms p95 %.3f ms", what, batch, stats["p50"], stats["p95"])
-            model.close()
-        except Exception as exc:  # a configuration that fails is a finding, not the end of the suite
-            log.exception("swap %s failed", what)
-            not_run.append({"what": what, "reason": f"error: {type(exc).__name__}: {exc}"})
+        model = None
+        # "fp32" is true fp32: TF32 (cuDNN's default for convolutions) off while it is loaded, captured, measured
+        with tf32_allowed(False) if precision == "fp32" else contextlib.nullcontext(tf32_flags()) as tf32:
+            try:
+                model = SwapModel.load(folder / f"df_{resolution}.onnx", Backend.TORCH, options=options)
+                if mode == "compile" and plan.compile_backend != "inductor":
+                    runner: Any = model.runner
+                    runner._fn = torch.compile(runner._fn, backend=plan.compile_backend, dynamic=False)
+                for batch in plan.batches:
+                    if budget.left() < (30 if mode == "compile" and not smoke else 1):  # each batch compiles anew
+                        emit("not_run", {"what": f"{what} batch {batch}", "reason": "time budget spent"})
+                        continue
+                    crops = torch.rand(batch, resolution, resolution, 3, device=device)
+                    if cuda:
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    for _ in range(plan.warmup_calls):  # warm-up: algorithm choice, graph capture, compile
+                        model.swap(crops)
+                    if cuda:
+                        torch.cuda.synchronize()
+                    first_s = time.perf_counter() - t0
+                    fell_back = getattr(model.runner, "compile_error", None)
+                    if mode == "compile" and fell_back:  # it ran eager: not a compile figure
+                        emit("not_run", {"what": f"{what} batch {batch}", "reason": f"error: {fell_back}"[:600]})
+                        continue
+                    times = [timer(lambda m=model, c=crops: m.swap(c)) for _ in range(plan.iters)]
+                    stats = percentiles(times)
+                    emit("result", {
+                        "resolution": resolution, "batch": batch, "precision": precision, "mode": mode,
+                        "iters": plan.iters, "p50_ms": stats["p50"], "p95_ms": stats["p95"],
+                        "ms_per_face_p50": stats["p50"] / batch, "warmup_s": first_s, "device": device,
+                        "tf32": tf32,
+                    })  # fmt: skip
+                    log.info("swap %s batch %d: p50 %.3f ms p95 %.3f ms", what, batch, stats["p50"], stats["p95"])
+            except Exception as exc:  # a configuration that fails is a finding, not the end of the suite
+                log.exception("swap %s failed", what)
+                emit("not_run", {"what": what, "reason": f"error: {type(exc).__name__}: {exc}"[:600]})
+            finally:
+                if model is not None:
+                    model.close()
+
+
+def _config_name(mode: str, resolution: int, precision: str) -> str:
+    return f"{mode} {resolution}px {precision}"
+
+
+def part_swap_model(plan: Plan, work: Path, env: dict[str, str], budget: Budget, smoke: bool) -> dict[str, Any]:
+    """Export the models here, then measure each mode in a worker process of its own (:func:`swap_worker`), killed
+    at the part's budget; each mode still to come keeps its share of the part's budget (``MODE_RESERVE``)."""
+    import torch
+
+    not_run: list[dict[str, str]] = []
+    results: list[dict[str, Any]] = []
+    cuda = plan.device.startswith("cuda") and torch.cuda.is_available()
+    folder = work / "models"
+    folder.mkdir(exist_ok=True)
+    for resolution in plan.resolutions:
+        _swap_model_file(resolution, folder, smoke)
+    configs = []
+    for mode, resolution, precision in swap_model_order(plan):
+        if not cuda and (mode == "cuda_graph" or precision != "fp32"):
+            reason = "CUDA graphs need a CUDA device" if mode == "cuda_graph" else "half precision runs on CUDA only"
+            not_run.append({"what": _config_name(mode, resolution, precision), "reason": reason})
+        else:
+            configs.append((mode, resolution, precision))
+    modes = [m for m in plan.modes if any(c[0] == m for c in configs)]
+    for index, mode in enumerate(modes):
+        seconds = budget.left() - budget.seconds * sum(MODE_RESERVE[m] for m in modes[index + 1 :])
+        rows = work / f"swap_{mode}.jsonl"
+        rc, err, timed_out = -1, "", False
+        if seconds >= 5:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--swap-worker", mode, "--out", str(folder)]
+            cmd += ["--worker-seconds", f"{seconds:.1f}", "--worker-rows", str(rows), *(["--smoke"] if smoke else [])]
+            rc, _, err, timed_out = run_bounded(cmd, cwd=work, env=env, timeout=max(budget.left(), 5.0))
+            killed = " (killed at the budget)" if timed_out else ""
+            log.info("swap_model worker %s: rc %s%s\n%s", mode, rc, killed, err[-6000:])
+        done: set[str] = set()
+        for line in rows.read_text().splitlines() if rows.is_file() else []:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # the line being written when the worker was killed
+                continue
+            kind = row.pop("kind")
+            (results if kind == "result" else not_run).append(row)
+            done.add(
+                _config_name(row["mode"], row["resolution"], row["precision"]) if kind == "result" else row["what"]
+            )
+        if rc == 0:
+            continue
+        if seconds < 5:
+            reason = "time budget spent"
+        elif timed_out:
+            reason = "worker killed at the time budget (a configuration ran past it)"
+        else:
+            reason = f"error: worker exited {rc}: {err.strip().splitlines()[-1:]}"
+        for what in (_config_name(*c) for c in configs if c[0] == mode):
+            if what not in done and not any(w.startswith(what + " batch") for w in done):
+                not_run.append({"what": what, "reason": reason})
     status = "failed" if any(n["reason"].startswith("error") for n in not_run) else "ok"
-    return {"status": status, "device": device, "timer": "cuda-event" if cuda else "perf_counter",
+    device, timer = (plan.device, "cuda-event") if cuda else ("cpu", "perf_counter")
+    return {"status": status, "device": device, "timer": timer, "tf32_default": tf32_flags(),
             "results": results, "not_run": not_run}  # fmt: skip
 
 
@@ -389,11 +555,8 @@ def part_bench(plan: Plan, work: Path, env: dict[str, str], budget: Budget) -> d
                 if paced:
                     args += ["--paced-fps", f"{paced:g}"]
                 cmd = [sys.executable, "-m", "realtime_swap", "bench", *args]
-                try:
-                    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=budget.left())
-                    rc, tail = done.returncode, done.stderr[-3000:]
-                except subprocess.TimeoutExpired:
-                    rc, tail = -1, "timed out (budget)"
+                rc, _, err, timed_out = run_bounded(cmd, cwd=work, env=env, timeout=budget.left())
+                tail = err[-3000:] + ("\ntimed out (budget)" if timed_out else "")
                 log.info("bench %s: rc %s\n%s", what, rc, tail)
                 if rc != 0 or not target.is_file():
                     errors += 1
@@ -477,6 +640,7 @@ def part_training(plan: Plan, work: Path, budget: Budget, smoke: bool) -> dict[s
                         "cpu_augment_pairs_per_s": cpu_pairs_per_s,
                         "amp": trainer.amp, "amp_dtype": str(trainer.amp_dtype)[6:] if trainer.amp else None,
                         "channels_last": trainer.channels_last, "device": device, "preset_widths": preset.value,
+                        "tf32": tf32_flags(),  # what fp32 work outside autocast (losses, blurs) ran with
                     })  # fmt: skip
                     log.info("train %s: %.2f it/s (batches prepared), %.2f it/s (augmented on %s in the loop), "
                              "one CPU core prepares %.2f pairs/s", what, plan.train_steps / seconds,
@@ -505,17 +669,20 @@ def run_suite(out: Path, smoke: bool, parts: tuple[str, ...]) -> dict[str, Any]:
         torch.set_num_threads(1)
         env["OMP_NUM_THREADS"] = "1"
     t0 = time.perf_counter()
-    wheels = prepare_wheels(env)
-    report: dict[str, Any] = {
-        "suite": {
-            "mode": "smoke" if smoke else "full",
-            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "budget_s": dict(plan.budget_s),
-            "wheels_installed": wheels,
-            "machine": machine(),
-        },
-        "parts": {},
+    suite: dict[str, Any] = {
+        "mode": "smoke" if smoke else "full",
+        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "budget_s": dict(plan.budget_s),
     }
+    report: dict[str, Any] = {"suite": suite, "parts": {}}
+    # neither may end the run before a JSON exists: without the wheel, bench and pytest record their own errors
+    for key, probe in (("wheels_installed", lambda: prepare_wheels(env)), ("machine", machine)):
+        try:
+            suite[key] = probe()
+        except Exception as exc:
+            log.exception("%s failed", key)
+            suite[key] = {"error": f"{type(exc).__name__}: {exc}"}
+    (out / "gpu_suite.json").write_text(json.dumps(report, indent=1, default=str))
     try:
         for name in PARTS:
             if name not in parts:
@@ -531,7 +698,7 @@ def run_suite(out: Path, smoke: bool, parts: tuple[str, ...]) -> dict[str, Any]:
                 if name == "tests":
                     result = part_tests(plan, work, env, budget, smoke)
                 elif name == "swap_model":
-                    result = part_swap_model(plan, work, budget, smoke)
+                    result = part_swap_model(plan, work, env, budget, smoke)
                 elif name == "bench":
                     result = part_bench(plan, work, env, budget)
                 else:
@@ -554,7 +721,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_suite.json and gpu_suite.log")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, seconds (CI)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--swap-worker", choices=FULL.modes, help=argparse.SUPPRESS)  # part_swap_model's workers
+    parser.add_argument("--worker-seconds", type=float, default=60.0, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-rows", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.swap_worker:  # --out is the models' folder here
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        if args.smoke:
+            import torch
+
+            torch.set_num_threads(1)
+        plan = SMOKE if args.smoke else FULL
+        swap_worker(plan, args.swap_worker, args.out, args.worker_seconds, args.smoke, args.worker_rows)
+        return 0
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:

@@ -148,3 +148,32 @@ def test_auto_on_a_bad_file_raises_the_model_error(tmp_path: Path) -> None:
     bad.write_bytes(b"not an onnx file")
     with pytest.raises(ModelError):
         SwapModel.load(bad)
+
+
+def test_auto_picks_torch_on_a_cuda_machine_whose_onnxruntime_is_the_cpu_build(
+    dfm_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU machine: torch with CUDA, the CPU build of onnxruntime, no tensorrt. ``auto`` must take torch on CUDA
+    (CUDA is faked: the runner is asked for "cuda" and opened on the CPU)."""
+    import sys
+
+    import torch
+
+    from realtime_swap.infer import torch_runtime
+
+    asked: list[str] = []
+    real = torch_runtime.TorchRunner
+
+    def runner(path: Path, *, device: str, **kw: object) -> object:
+        asked.append(device)
+        return real(path, device="cpu")
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt raises ImportError
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(torch_runtime, "TorchRunner", runner)
+    model = SwapModel.load(dfm_path)
+    assert model.backend is Backend.TORCH and asked == ["cuda"]
+    assert [note.split(":", 1)[0] for note in model.notes] == ["tensorrt", "ort-trt", "ort-cuda"]
+    assert "not installed" in model.notes[0] and "CUDAExecutionProvider not in" in model.notes[2]

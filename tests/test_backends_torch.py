@@ -142,3 +142,70 @@ def test_unsupported_ops_are_listed(tmp_path: Path) -> None:
     )
     with pytest.raises(ModelError, match="cannot convert ops Einsum, Hardmax"):
         OnnxModule(helper.make_model(graph), "g.onnx")
+
+
+def test_tensors_made_from_nothing_go_to_the_modules_device() -> None:
+    """ConstantOfShape, Range and Expand of a host constant make tensors with no input tensor to copy the device
+    from: on a CUDA module they must land on CUDA, not the CPU. The meta device stands in for CUDA here."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    const = helper.make_tensor("value", TensorProto.FLOAT, [1], [0.5])
+    nodes = [
+        helper.make_node("ConstantOfShape", ["shape"], ["filled"], value=const),
+        helper.make_node("Add", ["x", "filled"], ["a"]),
+        helper.make_node("Range", ["start", "limit", "delta"], ["ramp"]),
+        helper.make_node("Add", ["a", "ramp"], ["b"]),
+        helper.make_node("Expand", ["ones", "shape"], ["wide"]),
+        helper.make_node("Cast", ["wide"], ["wide_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["b", "wide_f"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([2, 3], np.int64), "shape"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "start"),
+        numpy_helper.from_array(np.array(3.0, np.float32), "limit"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "delta"),
+        numpy_helper.from_array(np.ones((1, 3), np.int64), "ones"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        initializer=inits,
+    )
+    module = OnnxModule(helper.make_model(graph), "g.onnx").eval()
+    x = torch.zeros(2, 3)
+    (on_cpu,) = module(x)
+    np.testing.assert_allclose(on_cpu.numpy(), np.tile([1.5, 2.5, 3.5], (2, 1)))
+    (on_meta,) = module.to("meta")(x.to("meta"))
+    assert on_meta.device.type == "meta" and tuple(on_meta.shape) == (2, 3)
+
+
+def test_ops_read_their_constant_parameters_on_the_host() -> None:
+    """Resize's scales and Pad's fill value are float constants: read from the device they would synchronize it
+    (and fail a CUDA graph capture). The meta device, which has no values to read, stands in for CUDA."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Resize", ["x", "", "scales"], ["up"], mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("Pad", ["up", "pads", "fill"], ["y"], mode="constant"),
+    ]  # fmt: skip
+    inits = [
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+        numpy_helper.from_array(np.array(0.25, np.float32), "fill"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 6, 6])],
+        initializer=inits,
+    )
+    module = OnnxModule(helper.make_model(graph), "g.onnx").eval()
+    x = torch.arange(4.0).reshape(1, 1, 2, 2)
+    (on_cpu,) = module(x)
+    assert on_cpu[0, 0, 0, 0] == 0.25 and on_cpu[0, 0, 1:5, 1:5].tolist() == np.kron(x[0, 0], np.ones((2, 2))).tolist()
+    (on_meta,) = module.to("meta")(x.to("meta"))
+    assert on_meta.device.type == "meta" and tuple(on_meta.shape) == (1, 1, 6, 6)

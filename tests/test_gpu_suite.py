@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,121 @@ def test_training_figures(report: dict[str, Any]) -> None:
         assert row["its_per_s"] > 0 and row["ms_per_it"] > 0 and row["amp"] is False  # AMP is CUDA only
         assert row["its_per_s_device_augment"] > 0 and row["cpu_augment_pairs_per_s"] > 0
         assert row["amp_dtype"] is None and row["channels_last"] is False and row["device"] == "cpu"
+
+
+def _suite_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_suite_under_test", ROOT / "benchmarks" / "gpu_suite.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_swap_model_rows_say_fp32_ran_without_tf32(report: dict[str, Any]) -> None:
+    part = report["parts"]["swap_model"]
+    assert set(part["tf32_default"]) == {"cudnn_conv", "matmul"}
+    assert report["suite"]["machine"]["tf32_default"] == part["tf32_default"]
+    assert all(r["tf32"] == {"cudnn_conv": False, "matmul": False} for r in part["results"] if r["precision"] == "fp32")
+    assert all(set(r["tf32"]) == {"cudnn_conv", "matmul"} for r in report["parts"]["training"]["results"])
+
+
+def test_tf32_is_off_inside_and_restored_after() -> None:
+    import torch
+
+    suite = _suite_module()
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    matmul.allow_tf32 = True
+    try:
+        with suite.tf32_allowed(False) as flags:
+            assert flags == {"cudnn_conv": False, "matmul": False}
+            assert not cudnn.allow_tf32 and not matmul.allow_tf32
+        assert cudnn.allow_tf32 == before[0] and matmul.allow_tf32
+        with pytest.raises(KeyError), suite.tf32_allowed(False):
+            raise KeyError("a failing configuration")
+        assert cudnn.allow_tf32 == before[0] and matmul.allow_tf32
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
+def test_a_timeout_kills_the_children_that_hold_the_pipes() -> None:
+    """pytest and bench start processes of their own; subprocess.run's timeout kills the direct child only and then
+    waits for the pipes, which a grandchild keeps open: the suite would sit past its budget."""
+    suite = _suite_module()
+    child = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])"
+    child += "; print('started', flush=True); time.sleep(60)"
+    t0 = time.perf_counter()
+    rc, out, _, timed_out = suite.run_bounded([sys.executable, "-c", child], cwd=ROOT, env=dict(os.environ), timeout=3)
+    assert timed_out and rc == -1 and time.perf_counter() - t0 < 20
+    assert "started" in out
+
+
+def test_the_json_is_written_when_the_wheel_install_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    suite = _suite_module()
+
+    def broken(env: dict[str, str]) -> list[str]:
+        raise subprocess.CalledProcessError(1, ["pip", "install"])
+
+    monkeypatch.setattr(suite, "prepare_wheels", broken)
+    report = suite.run_suite(tmp_path, True, ())
+    saved = json.loads((tmp_path / "gpu_suite.json").read_text())
+    assert "CalledProcessError" in saved["suite"]["wheels_installed"]["error"]
+    assert saved["suite"]["machine"]["python"] and report["parts"]["tests"]["status"] == "skipped"
+
+
+def test_a_swap_worker_killed_at_the_budget_keeps_its_rows_and_names_the_rest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    suite = _suite_module()
+    plan = dataclasses.replace(suite.SMOKE, modes=("eager", "compile"), resolutions=(64,))
+    row = {"kind": "result", "mode": "eager", "resolution": 64, "precision": "fp32", "batch": 1, "p50_ms": 1.0}
+
+    def killed(cmd: list[str], **kw: Any) -> tuple[int, str, str, bool]:
+        mode, rows = cmd[cmd.index("--swap-worker") + 1], Path(cmd[cmd.index("--worker-rows") + 1])
+        if mode == "eager":
+            rows.write_text(json.dumps(row) + "\n")
+            return 0, "", "", False
+        rows.write_text('{"kind": "result", "mode": "comp')  # killed while writing its first row
+        return -1, "", "", True
+
+    monkeypatch.setattr(suite, "run_bounded", killed)
+    part = suite.part_swap_model(plan, tmp_path, dict(os.environ), suite.Budget(60.0), True)
+    assert [r["mode"] for r in part["results"]] == ["eager"] and "kind" not in part["results"][0]
+    assert part["not_run"] == [
+        {"what": "compile 64px fp32", "reason": "worker killed at the time budget (a configuration ran past it)"}
+    ]
+    assert part["status"] == "ok"
+
+
+def test_compile_probe_names_a_missing_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch._inductor.config as inductor_config
+
+    suite = _suite_module()
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    reason = suite._compile_unavailable_reason("cpu", "inductor")
+    assert reason is not None and "C++ compiler" in reason
+    assert suite._compile_unavailable_reason("cpu", "eager") is None
+
+
+def test_wheels_are_unpacked_where_pip_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.util
+    import zipfile
+
+    suite = _suite_module()
+    (tmp_path / ".whl").mkdir()
+    with zipfile.ZipFile(tmp_path / ".whl" / "fakeav-1.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("fakeav_gpu_suite/__init__.py", "VALUE = 7\n")
+    monkeypatch.setattr(suite, "ROOT", tmp_path)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # "av is not installed"
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python-without-pip"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    env: dict[str, str] = {}
+    assert suite.prepare_wheels(env) == ["fakeav-1.0-py3-none-any.whl"]
+    site = Path(env["PYTHONPATH"].split(os.pathsep)[0])
+    assert (site / "fakeav_gpu_suite" / "__init__.py").read_text() == "VALUE = 7\n" and str(site) == sys.path[0]

@@ -13,19 +13,25 @@ import socket
 import threading
 import time
 
-import av
 import numpy as np
 import pytest
 from conftest import BLOCK, decode_index, encode_index, free_port
 
-from realtime_swap.errors import SinkError
-from realtime_swap.metrics import MetricsReport
-from realtime_swap.pipeline import Pipeline
-from realtime_swap.sinks.network import NetworkStreamSink, encoder_works, pick_stream_encoder, protocol_available
-from realtime_swap.sinks.null import NullSink
-from realtime_swap.sinks.stream_url import StreamEncoder, StreamProtocol, parse_stream_url, redact
-from realtime_swap.sources.demo import DemoSource
-from realtime_swap.types import Frame, StreamInfo
+av = pytest.importorskip("av", reason="PyAV is not installed (a GPU machine gets it from .whl/)")
+
+from realtime_swap.errors import SinkError  # noqa: E402
+from realtime_swap.metrics import MetricsReport  # noqa: E402
+from realtime_swap.pipeline import Pipeline  # noqa: E402
+from realtime_swap.sinks.network import (  # noqa: E402
+    NetworkStreamSink,
+    encoder_works,
+    pick_stream_encoder,
+    protocol_available,
+)
+from realtime_swap.sinks.null import NullSink  # noqa: E402
+from realtime_swap.sinks.stream_url import StreamEncoder, StreamProtocol, parse_stream_url, redact  # noqa: E402
+from realtime_swap.sources.demo import DemoSource  # noqa: E402
+from realtime_swap.types import Frame, StreamInfo  # noqa: E402
 
 W, H, FPS = 320, 240, 30.0
 PSNR_MIN_DB = 30.0

@@ -3,6 +3,7 @@ size (capture replaced by a CPU stand-in; real CUDA graphs are the ``gpu`` tests
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,88 @@ def test_host_staging_reuses_its_buffers_per_frame_shape_and_never_writes_the_fr
     # per shape: the upload ring's buffers as they are first needed (two, the third frame reuses the first) + one down
     assert allocated == [(48, 64, 3)] * 3 + [(20, 30, 3)] * 2
     assert not HostStaging(torch.device("cpu")).pin  # pinned memory on CUDA only
+
+
+def test_compile_without_a_cxx_compiler_runs_eager_and_says_why(
+    morph_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A machine without a working C compiler (or Triton, on CUDA) cannot build inductor's kernels: the first call
+    must not fail the stream; the model runs uncompiled and the reason is logged and kept on the runner."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    torch._dynamo.reset()
+    runner = TorchRunner(morph_path, precision=Precision.FP32, compile=True)
+    plain = TorchRunner(morph_path, precision=Precision.FP32)
+    feeds = {DFM_INPUT: _crops(2, 3), DFM_MORPH: np.array([0.5], np.float32)}
+    names = [o.name for o in runner.outputs]
+    assert runner.compile_error is None  # not tried before the first call
+    with caplog.at_level("WARNING", logger="realtime_swap.infer.torch_runtime"):
+        got = runner.run(feeds, names)
+    torch._dynamo.reset()
+    assert runner.compile_error is not None and "C++ compiler" in runner.compile_error
+    assert "torch.compile failed" in caplog.text and "running the model uncompiled" in caplog.text
+    for a, b in zip(got, plain.run(feeds, names), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert plain.compile_error is None
+    runner.run(feeds, names)  # later calls go straight to eager
+    assert caplog.text.count("torch.compile failed") == 1
+
+
+def test_cuda_graph_capture_warms_up_on_a_side_stream_and_captures_thread_locally(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch's recipe, checked with stand-ins for torch.cuda: warm-up calls on a side stream that waited for the
+    current one, the current stream waits for them, then one capture that other threads cannot invalidate."""
+    import contextlib
+
+    from realtime_swap.infer.torch_runtime import cuda_graph_capture
+
+    events: list[str] = []
+    streams = {"current": "default"}
+
+    class Stream:
+        def __init__(self, name: str = "side") -> None:
+            self.name = name
+
+        def wait_stream(self, other: Stream) -> None:
+            events.append(f"{self.name} waits {other.name}")
+
+    default = Stream("default")
+
+    @contextlib.contextmanager
+    def on_stream(stream: Stream) -> Iterator[None]:
+        before, streams["current"] = streams["current"], stream.name
+        yield
+        streams["current"] = before
+
+    class Graph:
+        def replay(self) -> None:
+            events.append("replay")
+
+    @contextlib.contextmanager
+    def graph(g: Graph, **kw: Any) -> Iterator[None]:
+        events.append(f"capture {kw}")
+        before, streams["current"] = streams["current"], "capture"
+        yield
+        streams["current"] = before
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: default)
+    monkeypatch.setattr(torch.cuda, "stream", on_stream)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", graph)
+
+    def fn(x: Any) -> tuple[Any, ...]:
+        events.append(f"run on {streams['current']}")
+        return (x * 2,)
+
+    replay, outputs = cuda_graph_capture(fn, [torch.ones(2)])
+    assert events == [
+        "side waits default", "run on side", "run on side", "run on side", "default waits side",
+        "capture {'capture_error_mode': 'thread_local'}", "run on capture",
+    ]  # fmt: skip
+    assert torch.equal(outputs[0], torch.full((2,), 2.0))
+    replay()
+    assert events[-1] == "replay"

@@ -32,10 +32,12 @@ def _onnx_array(tensor: Any) -> np.ndarray:
 
 
 class _Ctx:
-    """What ops need to know beyond their inputs: the compute dtype for float results."""
+    """What ops need to know beyond their inputs: the compute dtype for float results and the module's device (a
+    tensor an op makes from nothing, ConstantOfShape or Range, goes there, not to the CPU)."""
 
-    def __init__(self, dtype: torch.dtype) -> None:
+    def __init__(self, dtype: torch.dtype, device: torch.device) -> None:
         self.dtype = dtype
+        self.device = device
 
 
 def _tensor(value: Any, like: torch.Tensor | None, ctx: _Ctx) -> torch.Tensor:
@@ -43,7 +45,7 @@ def _tensor(value: Any, like: torch.Tensor | None, ctx: _Ctx) -> torch.Tensor:
         return value
     if isinstance(value, HostValue):
         dtype = torch.int64 if value.is_int else ctx.dtype
-        device = like.device if like is not None else None
+        device = like.device if like is not None else ctx.device
         return torch.tensor(value.values, dtype=dtype, device=device).reshape(value.shape)
     raise ModelError(f"torch backend: unexpected value {type(value).__name__}")
 
@@ -341,8 +343,8 @@ def _constant_of_shape(ctx: _Ctx, args: list[Any], attrs: dict[str, Any]) -> Any
         count = math.prod(shape)
         if count <= MAX_ELEMENTS and len(shape) <= 2:
             return HostValue((int(value[0]),) * count, tuple(shape))
-        return torch.full(shape, int(value[0]), dtype=torch.int64)
-    return torch.full(shape, float(value[0]), dtype=ctx.dtype)
+        return torch.full(shape, int(value[0]), dtype=torch.int64, device=ctx.device)
+    return torch.full(shape, float(value[0]), dtype=ctx.dtype, device=ctx.device)
 
 
 def _expand(ctx: _Ctx, args: list[Any], attrs: dict[str, Any]) -> Any:
@@ -517,7 +519,7 @@ def _range(ctx: _Ctx, args: list[Any], attrs: dict[str, Any]) -> Any:
     start, limit, delta = (a.values[0] if isinstance(a, HostValue) else a.item() for a in args)
     if all(isinstance(a, HostValue) and a.is_int for a in args):
         return HostValue.vector(range(int(start), int(limit), int(delta)))
-    return torch.arange(start, limit, delta, dtype=ctx.dtype)
+    return torch.arange(start, limit, delta, dtype=ctx.dtype, device=ctx.device)
 
 
 def _tile(ctx: _Ctx, args: list[Any], attrs: dict[str, Any]) -> Any:
@@ -618,6 +620,11 @@ def _attributes(node: Any) -> dict[str, Any]:
     return attrs
 
 
+_HOST_PARAMS = {"Range": (0, 1, 2), "Resize": (1, 2), "Pad": (2,)}
+"""Inputs an op reads as numbers (Range's bounds, Resize's scales, Pad's fill value): a float constant's host twin
+is passed there, not its device tensor, whose read would synchronize the device (and fail a CUDA graph capture)."""
+
+
 class OnnxModule(torch.nn.Module):
     """An ONNX graph as a torch module: ``forward(*inputs)`` in the graph's input order returns its outputs.
 
@@ -681,7 +688,7 @@ class OnnxModule(torch.nn.Module):
     def forward(self, *inputs: Any) -> tuple[Any, ...]:
         probe = self.dtype_probe
         assert isinstance(probe, torch.Tensor)
-        ctx = _Ctx(probe.dtype)
+        ctx = _Ctx(probe.dtype, probe.device)
         env: dict[str, Any] = dict(self._host)
         for name, buffer in self._buffer_names.items():
             env[name] = getattr(self, buffer)
@@ -691,6 +698,10 @@ class OnnxModule(torch.nn.Module):
             args = [env[name] if name else None for name in node.inputs]
             if any(isinstance(a, HostValue) for a in args):  # keep e.g. morph * channels on the host
                 args = [self._twins.get(name, a) for name, a in zip(node.inputs, args, strict=True)]
+            elif node.op in _HOST_PARAMS:
+                host = _HOST_PARAMS[node.op]
+                names = node.inputs
+                args = [self._twins.get(names[i], a) if i in host else a for i, a in enumerate(args)]
             try:
                 result = _OPS[node.op](ctx, args, node.attrs)
             except ModelError:

@@ -30,6 +30,28 @@ def torch_unavailable_reason() -> str | None:
     return None
 
 
+class CompiledOrEager:
+    """``torch.compile(module)`` that runs ``module`` itself once compiling has failed (no C compiler, no Triton,
+    an op inductor cannot lower): the first failure is logged as a warning and kept in ``error``; from then on
+    every call runs eager. Errors of the model itself (wrong shapes, ...) are raised as they are."""
+
+    def __init__(self, module: Callable[..., Any], compiled: Callable[..., Any]) -> None:
+        self.module = module
+        self.compiled = compiled
+        self.error: str | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        if self.error is None:
+            from torch._dynamo.exc import BackendCompilerFailed  # inductor's InductorError is one
+
+            try:
+                return self.compiled(*args)
+            except BackendCompilerFailed as exc:
+                self.error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+                log.warning("torch backend: torch.compile failed (%s); running the model uncompiled", self.error)
+        return self.module(*args)
+
+
 class StaticGraphs:
     """One captured graph per batch size, with static input and output buffers (CUDA graphs replay on fixed
     addresses): a call copies its inputs into the batch size's buffers, replays, and returns the static outputs
@@ -76,7 +98,9 @@ def cuda_graph_capture(fn: Callable[..., tuple[Any, ...]], statics: list[Any]) -
             fn(*statics)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.inference_mode(), torch.cuda.graph(graph):
+    # thread_local: the pipeline's other threads (detection, colour, paste-back on the GPU) may allocate or sync
+    # meanwhile; under the default "global" mode any such call of theirs invalidates this capture
+    with torch.inference_mode(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
         outputs = tuple(fn(*statics))
     return graph.replay, outputs
 
@@ -85,7 +109,8 @@ class TorchRunner(ModelRunner):
     """An ONNX model run as a converted torch module.
 
     device: "cpu" or "cuda[:id]"; precision: None = fp16 on CUDA, fp32 on the CPU; compile: wrap the module
-    in ``torch.compile`` (the first call per batch size compiles: do it in warm-up); cuda_graph: capture one
+    in ``torch.compile`` (the first call per batch size compiles: do it in warm-up; where compiling fails the model
+    runs eager, with the reason in ``compile_error``, :class:`CompiledOrEager`); cuda_graph: capture one
     CUDA graph per batch size (and morph value) with static buffers (:class:`StaticGraphs`; CUDA only);
     channels_last: convolution weights in NHWC memory order (None: on CUDA; the DFM input is NHWC already, so
     the activations are too and cuDNN's fastest fp16/bf16 kernels need no layout conversions).
@@ -130,7 +155,7 @@ class TorchRunner(ModelRunner):
             module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 4-D weights only
         self._input_names = module.input_names
         self._output_index = {name: i for i, name in enumerate(module.output_names)}
-        self._fn: Any = torch.compile(module, dynamic=False) if compile else module
+        self._fn: Any = CompiledOrEager(module, torch.compile(module, dynamic=False)) if compile else module
         self.graphs: StaticGraphs | None = StaticGraphs(self._fn) if cuda_graph else None
         self._device = dev
         self.device = str(dev)
@@ -140,6 +165,11 @@ class TorchRunner(ModelRunner):
         self._torch = torch
         log.info("torch backend: %s on %s, %s, compile=%s, cuda_graph=%s, channels_last=%s", self._path.name, dev,
                  precision.value, compile, cuda_graph, self.channels_last)  # fmt: skip
+
+    @property
+    def compile_error(self) -> str | None:
+        """Why ``torch.compile`` was given up for eager execution (None: not asked, not tried yet, or compiled)."""
+        return self._fn.error if isinstance(self._fn, CompiledOrEager) else None
 
     def _forward(self, feeds: Mapping[str, Any]) -> tuple[Any, ...]:
         from realtime_swap.infer.onnx_torch import host_scalar
