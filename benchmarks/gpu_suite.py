@@ -193,6 +193,13 @@ def prepare_wheels(env: dict[str, str]) -> list[str]:
     wheels = sorted((ROOT / ".whl").glob("*.whl"))
     if importlib.util.find_spec("av") is not None or not wheels:
         return []
+    usable = [w for w in wheels if wheel_fits(w.name)]
+    for wheel in sorted(set(wheels) - set(usable)):
+        log.warning("%s is not for this interpreter (Python %s on %s): not installed", wheel.name,
+                    platform.python_version(), platform.machine())  # fmt: skip
+    wheels = usable
+    if not wheels:
+        return []
     target = Path(tempfile.mkdtemp(prefix="gpu_suite_site_"))
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
     try:
@@ -205,6 +212,35 @@ def prepare_wheels(env: dict[str, str]) -> list[str]:
     sys.path.insert(0, str(target))
     env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")])
     return [w.name for w in wheels]
+
+
+def _interpreter_tags() -> set[str]:
+    """The wheel tags this interpreter installs ("cp312-abi3-manylinux_2_28_x86_64", ...), from ``packaging``
+    (pip's own copy where it is not installed); empty when neither is there."""
+    try:
+        from packaging.tags import sys_tags
+    except ImportError:
+        try:
+            from pip._vendor.packaging.tags import sys_tags
+        except ImportError:
+            return set()
+    return {str(tag) for tag in sys_tags()}
+
+
+def wheel_fits(name: str, tags: set[str] | None = None) -> bool:
+    """True when the wheel file ``name`` (PEP 427: name-version[-build]-python-abi-platform.whl) installs on this
+    interpreter: one of its tag triples is one of ``tags`` (default: this interpreter's). With no tag list to
+    compare (neither packaging nor pip), a pure-Python wheel fits and a binary one fits its own CPython minor."""
+    parts = name[: -len(".whl")].split("-")
+    if len(parts) < 5:
+        return False
+    pythons, abis, platforms = (p.split(".") for p in parts[-3:])
+    offered = {f"{py}-{abi}-{plat}" for py in pythons for abi in abis for plat in platforms}
+    known = _interpreter_tags() if tags is None else tags
+    if known:
+        return bool(offered & known)
+    here = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    return any(t.endswith("-none-any") for t in offered) or any(t.startswith(f"{here}-") for t in offered)
 
 
 def machine() -> dict[str, Any]:

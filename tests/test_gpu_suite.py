@@ -203,3 +203,22 @@ def test_wheels_are_unpacked_where_pip_is_missing(monkeypatch: pytest.MonkeyPatc
     assert suite.prepare_wheels(env) == ["fakeav-1.0-py3-none-any.whl"]
     site = Path(env["PYTHONPATH"].split(os.pathsep)[0])
     assert (site / "fakeav_gpu_suite" / "__init__.py").read_text() == "VALUE = 7\n" and str(site) == sys.path[0]
+
+
+def test_a_wheel_for_another_interpreter_is_left_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.util
+
+    suite = _suite_module()
+    here = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    other = "cp39" if here != "cp39" else "cp310"
+    assert suite.wheel_fits("fakeav-1.0-py3-none-any.whl")
+    assert suite.wheel_fits("av-19.0.2-cp312-abi3-manylinux_2_28_x86_64.whl", {"cp312-abi3-manylinux_2_28_x86_64"})
+    assert not suite.wheel_fits("av-19.0.2-cp312-abi3-manylinux_2_28_x86_64.whl", {"cp311-abi3-manylinux_2_28_x86_64"})
+    assert not suite.wheel_fits("av-19.0.2-cp312-abi3-macosx_11_0_arm64.whl", {"cp312-abi3-manylinux_2_28_x86_64"})
+    assert not suite.wheel_fits("not-a-wheel.whl")
+    (tmp_path / ".whl").mkdir()
+    (tmp_path / ".whl" / f"av-19.0.2-{other}-{other}-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    monkeypatch.setattr(suite, "ROOT", tmp_path)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # "av is not installed"
+    env: dict[str, str] = {}
+    assert suite.prepare_wheels(env) == [] and "PYTHONPATH" not in env  # nothing installed, nothing on the path
