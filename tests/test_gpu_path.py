@@ -399,9 +399,11 @@ def test_staging_waits_for_a_buffers_copy_before_writing_it_again() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with a CUDA device")
 def test_cuda_detector_reads_the_uploaded_frame_and_matches_the_cpu_path(model_path: Path) -> None:
     from realtime_swap.detect.engine import DetectEngine
+    from realtime_swap.detect.stage import align_faces
     from realtime_swap.infer.runner import Precision
     from realtime_swap.infer.session import Backend
     from realtime_swap.swap import BackendOptions
+    from realtime_swap.types import FaceType
 
     cuda_model = SwapModel.load(model_path, Backend.TORCH, options=BackendOptions(precision=Precision.FP32))
     detect = DetectStage(TrackerOptions(max_faces=2, engine=DetectEngine(Backend.TORCH, cuda_model.runner.device)),
@@ -410,20 +412,24 @@ def test_cuda_detector_reads_the_uploaded_frame_and_matches_the_cpu_path(model_p
     gpu = stages[1]
     assert isinstance(gpu, GpuSwapComposeStage) and detect.staging is not None
     got = _run_stages(detect, gpu, 4)
-    assert detect.staging.uploads == 4 and gpu.staging.uploads == 0
+    assert detect.staging.uploads == 4 and gpu.staging.uploads == 0  # the frame went up once, in detect
     cpu_detect = DetectStage(TrackerOptions(max_faces=2), size=64)
-    cpu_stages = [cpu_detect, SwapStage(SwapModel.load(model_path, Backend.ORT_CPU)), ComposeStage()]
+    swap, compose = SwapStage(SwapModel.load(model_path, Backend.ORT_CPU)), ComposeStage()
     source = DemoSource(320, 240, realtime=False, faces=2)
-    for stage in cpu_stages:
+    for stage in (cpu_detect, swap, compose):
         stage.warmup(source.info)
     for i, frame in enumerate(got):
         read = source.read()
         assert read is not None
-        want = Frame(i, read[0], 0.0, read[1])
-        for stage in cpu_stages:
-            want = stage.process(want, Controls())
-        for a, b in zip(frame.faces, want.faces, strict=True):
-            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.05)  # cuDNN vs MLAS rounding, frame px
+        image, pts = read
+        on_cpu = cpu_detect.process(Frame(i, image, 0.0, pts), Controls())
+        for a, b in zip(frame.faces, on_cpu.faces, strict=True):
+            # cuDNN (TF32 by default for fp32 convolutions) against MLAS, through the tracker: frame px
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.5)
+        # the pixels: the CPU swap + blend of the faces the GPU found, so detection differences do not count
+        faces = copy.deepcopy(frame.faces)
+        align_faces(image, faces, FaceType.WHOLE_FACE, 64)
+        want = compose.process(swap.process(Frame(i, image, 0.0, pts, faces=faces), Controls()), Controls())
         diff = np.abs(frame.image.astype(np.int16) - want.image.astype(np.int16))
         assert diff.max() <= 4 and diff.mean() < 0.05
 
