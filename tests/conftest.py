@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,3 +128,16 @@ def nginx_rtmp(tmp_path: Path) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def facesets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """A source and a destination faceset of four 64 px faces each, from the packaged sample photos
+    ("astronaut", "t1_c"), for training tests; read-only."""
+    from realtime_swap.train.faceset import Faceset
+    from realtime_swap.train.sample_faces import write_packaged_faceset
+
+    root = tmp_path_factory.mktemp("facesets")
+    src = write_packaged_faceset(root / "src", ["astronaut"], 4, 64, seed=1)
+    dst = write_packaged_faceset(root / "dst", ["t1_c"], 4, 64, seed=2)
+    return Faceset.load(src), Faceset.load(dst)

@@ -28,7 +28,6 @@ from realtime_swap.train.augment_torch import (
 from realtime_swap.train.config import Arch, AugmentOn, Preset, TrainConfig, model_config_for
 from realtime_swap.train.data import AugmentSettings, TrainingSet
 from realtime_swap.train.faceset import Faceset
-from realtime_swap.train.sample_faces import write_packaged_faceset
 from realtime_swap.train.trainer import Trainer, choose_augment_on
 
 RES = 64
@@ -36,14 +35,6 @@ CPU = torch.device("cpu")
 LEVEL = 1.0 / 255.0
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-@pytest.fixture(scope="module")
-def facesets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Faceset, Faceset]:
-    root = tmp_path_factory.mktemp("facesets")
-    src = write_packaged_faceset(root / "src", ["astronaut"], 4, RES, seed=1)
-    dst = write_packaged_faceset(root / "dst", ["t1_c"], 4, RES, seed=2)
-    return Faceset.load(src), Faceset.load(dst)
 
 
 @pytest.fixture(scope="module")

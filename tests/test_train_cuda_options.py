@@ -13,20 +13,11 @@ from realtime_swap.errors import ConfigError, ModelError
 from realtime_swap.train import command
 from realtime_swap.train.config import Arch, Preset, TrainConfig, model_config_for
 from realtime_swap.train.faceset import Faceset
-from realtime_swap.train.sample_faces import write_packaged_faceset
 from realtime_swap.train.trainer import Trainer, amp_dtype_for
 
 RES = 64
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-@pytest.fixture(scope="module")
-def facesets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Faceset, Faceset]:
-    root = tmp_path_factory.mktemp("facesets")
-    src = write_packaged_faceset(root / "src", ["astronaut"], 4, RES, seed=1)
-    dst = write_packaged_faceset(root / "dst", ["t1_c"], 4, RES, seed=2)
-    return Faceset.load(src), Faceset.load(dst)
 
 
 def _config(**kw: object) -> TrainConfig:
