@@ -176,15 +176,14 @@ def test_a_swap_worker_killed_at_the_budget_keeps_its_rows_and_names_the_rest(
     assert part["status"] == "ok"
 
 
-def test_compile_probe_names_a_missing_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_probe_names_a_missing_compiler() -> None:
     import torch._inductor.config as inductor_config
 
     suite = _suite_module()
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
-    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
-    reason = suite._compile_unavailable_reason("cpu", "inductor")
-    assert reason is not None and "C++ compiler" in reason
-    assert suite._compile_unavailable_reason("cpu", "eager") is None
+    with inductor_config.patch({"cpp.cxx": ("/nonexistent/g++",), "fx_graph_cache": False}):
+        reason = suite._compile_unavailable_reason("cpu", "inductor")
+        assert reason is not None and "C++ compiler" in reason
+        assert suite._compile_unavailable_reason("cpu", "eager") is None
 
 
 def test_wheels_are_unpacked_where_pip_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
