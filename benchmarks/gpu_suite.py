@@ -606,8 +606,12 @@ def part_bench(plan: Plan, work: Path, env: dict[str, str], budget: Budget) -> d
                     "added_latency_ms": run["latency_ms"], "frames_measured": run["frames_measured"],
                     "frames_captured": run["frames_captured"], "frames_dropped": run["frames_dropped"],
                     "frames_swapped": run["frames_swapped"], "inference_ms": result["inference_ms"],
-                    "notices": result["notices"],
+                    "faces_found_per_frame": run["faces_found_per_frame"],
+                    "faces_swapped_per_frame": run["faces_swapped_per_frame"], "notices": result["notices"],
                 })  # fmt: skip
+                if run["faces_swapped_per_frame"] < faces:  # the figure is not the one it is named after
+                    log.warning("bench %s: %.2f of %d faces swapped per frame", what, run["faces_swapped_per_frame"],
+                                faces)  # fmt: skip
     return {"status": "failed" if errors else "ok", "runs": runs, "not_run": not_run}
 
 

@@ -224,3 +224,66 @@ def test_bad_options_are_config_errors(kwargs) -> None:
 def test_tracker_refuses_a_grey_frame() -> None:
     with pytest.raises(ValueError, match=r"FaceTracker.update: expected \(H, W, 3\) uint8 BGR, got \(48, 64\)"):
         FaceTracker().update(np.zeros((48, 64), np.uint8), 0.0)
+
+
+def test_tiles_cover_the_frame_and_overlap() -> None:
+    from realtime_swap.detect.blazeface import TILE_FRACTION, tile_boxes
+
+    boxes = tile_boxes(720, 1280)
+    assert len(boxes) == 4
+    covered = np.zeros((720, 1280), bool)
+    for x0, y0, x1, y1 in boxes:
+        assert (x1 - x0, y1 - y0) == (round(1280 * TILE_FRACTION), round(720 * TILE_FRACTION))
+        assert 0 <= x0 < x1 <= 1280 and 0 <= y0 < y1 <= 720
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    # the middle band lies in every tile: a face of up to 0.2 of the frame there is whole in one of them
+    assert all(x0 <= 512 and x1 >= 768 and y0 <= 288 and y1 >= 432 for x0, y0, x1, y1 in boxes)
+
+
+def test_one_detection_per_face_across_tiles() -> None:
+    from realtime_swap.detect.blazeface import Detection, one_per_face
+
+    def det(x0: float, y0: float, x1: float, y1: float, score: float) -> Detection:
+        return Detection(np.array([x0, y0, x1, y1], np.float32), score, np.zeros((6, 2), np.float32))
+
+    whole = det(100, 100, 200, 200, 0.9)
+    cut = det(150, 100, 200, 200, 0.95)  # the same face, half of it, at a tile's edge: inside the whole one
+    shifted = det(105, 102, 205, 198, 0.8)  # the same face found in another tile
+    other = det(400, 100, 480, 180, 0.7)
+    kept = one_per_face([cut, shifted, other], 0.3, also=[whole])
+    assert kept == [other]  # the whole frame's detection of the first face stands; only the new face is added
+    assert one_per_face([whole, shifted, other], 0.3) == [whole, other]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1920, 1080)])
+def test_four_small_faces_are_found_in_the_tiles(width: int, height: int) -> None:
+    """Four people in a 720p/1080p frame are each about 8 % of its width: ~10 px of the short-range model's
+    128 px letterbox, too few for it; in the tiles they are found (without them, one of four)."""
+    source = DemoSource(width, height, faces=4, realtime=False)
+    image, _ = source.read()  # type: ignore[misc]
+    untiled = FaceTracker(TrackerOptions(max_faces=4, tiles=False))
+    tiled = FaceTracker(TrackerOptions(max_faces=4))
+    assert len(untiled.update(image, 0.0)) < 4
+    faces = tiled.update(image, 0.0)
+    assert len(faces) == 4
+    quarters = {(int((f.box[0] + f.box[2]) / width), int((f.box[1] + f.box[3]) / height)) for f in faces}
+    assert quarters == {(0, 0), (1, 0), (0, 1), (1, 1)}  # one face in each quarter, where the demo puts them
+
+
+def test_a_single_face_does_not_pay_for_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+    original = BlazeFaceDetector.detect
+
+    def spy(self, image, pixels=None, tiled=False):  # type: ignore[no-untyped-def]
+        calls.append(tiled)
+        return original(self, image, pixels, tiled)
+
+    monkeypatch.setattr(BlazeFaceDetector, "detect", spy)
+    source = DemoSource(640, 480, faces=1, realtime=False)
+    one, four = FaceTracker(TrackerOptions(max_faces=1)), FaceTracker(TrackerOptions(max_faces=4, detect_every=1))
+    image, _ = source.read()  # type: ignore[misc]
+    one.update(image, 0.0)
+    assert calls == [False]
+    four.update(image, 0.0)  # one face where four are wanted: it keeps looking, in the tiles too
+    assert calls[-1] is True

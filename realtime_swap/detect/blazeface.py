@@ -8,6 +8,7 @@ normalised [0, 1] units of the letterboxed input, are converted with that in min
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,41 @@ def weighted_nms(data: np.ndarray, scores: np.ndarray, iou_threshold: float) -> 
     return np.asarray(kept_rows, np.float32), np.asarray(kept_scores, np.float32)
 
 
+TILE_FRACTION = 0.6
+"""Side of a detection tile as a share of the frame's: four tiles in the corners overlap by 0.2 of the frame, so
+a face up to that size lies whole in one of them."""
+
+
+def tile_boxes(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) frame px of the four overlapping corner tiles, each TILE_FRACTION of the frame's sides."""
+    tw, th = max(1, round(width * TILE_FRACTION)), max(1, round(height * TILE_FRACTION))
+    return [(x0, y0, x0 + tw, y0 + th) for y0 in (0, height - th) for x0 in (0, width - tw)]
+
+
+def one_per_face(
+    detections: list[Detection], iou: float, contained: float = 0.6, also: Sequence[Detection] = ()
+) -> list[Detection]:
+    """The best-scored detection of each face not already in ``also``, best first: a detection is dropped when
+    it overlaps a better one, or one of ``also``, by more than ``iou`` (intersection over union) or lies mostly
+    inside or around it (intersection over the smaller box > ``contained``: a face the edge of a tile cut)."""
+    kept: list[Detection] = []
+    for d in sorted(detections, key=lambda d: -d.score):
+        if not any(_same_face(d.box, k.box, iou, contained) for k in (*also, *kept)):
+            kept.append(d)
+    return kept
+
+
+def _same_face(a: np.ndarray, b: np.ndarray, iou: float, contained: float) -> bool:
+    """Two boxes of one face: intersection over union above ``iou``, or over the smaller box above ``contained``."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return False
+    inter = float(w * h)
+    area_a, area_b = float((a[2] - a[0]) * (a[3] - a[1])), float((b[2] - b[0]) * (b[3] - b[1]))
+    return inter / max(area_a + area_b - inter, 1e-9) > iou or inter / max(min(area_a, area_b), 1e-9) > contained
+
+
 class BlazeFaceDetector:
     """Find faces in a BGR frame: boxes, scores and 6 key points in frame px.
 
@@ -189,13 +225,30 @@ class BlazeFaceDetector:
         where the frame already is, and only the model's outputs come back to the host."""
         return self.engine.backend is Backend.TORCH
 
-    def detect(self, image: np.ndarray, pixels: Any = None) -> list[Detection]:
-        """Faces in an (H, W, 3) uint8 BGR image, best score first. No face: an empty list.
+    def detect(self, image: np.ndarray, pixels: Any = None, tiled: bool = False) -> list[Detection]:
+        """Faces in an (H, W, 3) uint8 BGR image, best score first (tiled: the whole frame's, then those only the
+        tiles found). No face: an empty list.
 
         pixels: the same image as a (H, W, 3) uint8 torch tensor on the engine's device, or None; used when
         ``reads_device_frames`` (else the host image is letterboxed and uploaded).
+        tiled: also look in four overlapping corner tiles (:func:`tile_boxes`), each seen at 1 / TILE_FRACTION
+        of the whole frame's scale, and keep one detection per face: faces that are small in the frame (several
+        people, a group photo) are too few model pixels in the whole frame's letterbox.
         """
         image = check_bgr_image(image, "BlazeFaceDetector.detect")
+        found = self._detect_once(image, pixels)
+        if not tiled:
+            return found
+        in_tiles = []
+        for x0, y0, x1, y1 in tile_boxes(*image.shape[:2]):
+            part = None if pixels is None else pixels[y0:y1, x0:x1]
+            for d in self._detect_once(np.ascontiguousarray(image[y0:y1, x0:x1]), part):
+                offset = np.array([x0, y0], np.float32)
+                in_tiles.append(Detection(d.box + np.tile(offset, 2), d.score, d.keypoints + offset))
+        # a face the whole frame found keeps that detection (its box is on the same scale as every other frame's)
+        return found + one_per_face(in_tiles, self.nms_iou, also=found)
+
+    def _detect_once(self, image: np.ndarray, pixels: Any) -> list[Detection]:
         tensor: Any
         if pixels is not None and self.reads_device_frames:
             from realtime_swap.gpu.ops import letterbox

@@ -104,7 +104,7 @@ class FaceAnalyzer:
         ``face_type`` at ``size`` px (with mesh mask) when a face type is given. No face: an empty list."""
         image = as_bgr_uint8(image)
         o = self.options
-        detections = self.detector.detect(image)
+        detections = self.detector.detect(image, tiled=o.max_faces is None or o.max_faces > 1)
         rois = [roi_from_detection(d) for d in detections]
         meshes = self.landmarker.landmark_refined(image, rois, passes=o.refine_passes)
         meshes = [m for m in meshes if m.score >= o.min_presence]

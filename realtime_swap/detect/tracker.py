@@ -89,6 +89,9 @@ class TrackerOptions:
     (``realtime_swap.detect.identity.ReferenceIdentity``), how often a tracked face's identity is embedded again
     (every N frames; also when its track starts), and the distance under which it is that person.
     engine: where the detector and landmarker run (ONNX Runtime or torch on a device; ``detect.engine``).
+    tiles: whether a detection pass also searches four overlapping tiles of the frame, where small faces are
+    found (``BlazeFaceDetector.detect(tiled=True)``; 5 detector runs instead of 1); None: when more than one face
+    is wanted (``max_faces`` > 1, ``ALL``, ``REFERENCE``) and fewer are tracked.
     intra_op_threads: ONNX Runtime threads per model (None: one per core). 1 by default: these models are
     small (a 2nd thread saves ~15 % of a FaceMesh run on an idle CPU) and the live pipeline's other stages
     share the cores; two sessions with multi-thread, spinning pools slow each other down by 2-3x on 2 cores.
@@ -108,6 +111,7 @@ class TrackerOptions:
     reference_distance: float = SAME_PERSON_DISTANCE
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     engine: DetectEngine = field(default_factory=DetectEngine)
+    tiles: bool | None = None
     model_dir: Path | None = None
     intra_op_threads: int | None = 1
 
@@ -318,7 +322,7 @@ class FaceTracker:
     def _detect(self, image: np.ndarray, pixels: Any) -> None:
         """Run the detector; start tracks for the new faces the selection keeps."""
         self.detections_run += 1
-        detections = self.detector.detect(image, pixels)
+        detections = self.detector.detect(image, pixels, tiled=self._wants_more_faces())
         unmatched = self._match(detections)
         candidates = [_Candidate.of_track(tr) for tr in self._tracks]
         candidates += [_Candidate.of_detection(d) for d in unmatched]
@@ -331,6 +335,16 @@ class FaceTracker:
         for detection, mesh in zip(new, meshes, strict=True):
             if mesh.score >= self.options.min_presence:
                 self._tracks.append(_Track(self._new_id(landmarks_box(mesh.landmarks)), mesh, detection.box))
+
+    def _wants_more_faces(self) -> bool:
+        """Whether a detection pass also searches the frame's tiles (``TrackerOptions.tiles``; auto: when more
+        than one face is wanted and fewer are tracked)."""
+        o = self.options
+        if o.tiles is not None:
+            return o.tiles
+        if o.selection in (FaceSelection.ALL, FaceSelection.REFERENCE):
+            return True
+        return o.max_faces > 1 and len(self._tracks) < o.max_faces
 
     def _new_id(self, box: np.ndarray) -> int:
         """The id of a face lost here lately (best overlap), else a fresh one."""
