@@ -142,7 +142,8 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
         help="run swap + colour + composite as one torch stage on this device, the frame uploaded once (by the "
         "detect stage, whose models read it there when they run on torch) and downloaded once (cuda: CUDA, needs "
         "a backend on CUDA; auto: CUDA when the swap model runs there, else the CPU stages with a notice; cpu: "
-        "the same torch code on the host; off: the CPU stages); default: auto, without the notice",
+        "the same torch code on the host; off: the CPU stages); default: on for a swap model on torch on CUDA, else "
+        "off",
     )
     g.add_argument("--torch-compile", action="store_true", help="backend torch: wrap the model in torch.compile")
     g.add_argument(

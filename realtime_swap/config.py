@@ -81,11 +81,11 @@ class FaceSpec:
     blur_px (crop px), opacity, sharpen, keep_mouth: how the face is pasted back; color_smoothing_s: time
     constant of the colour statistics' smoothing; morph: DFM morph factor (None: the model's); mask: which learned
     mask(s) bound the paste (``FaceMask``); gpu_path: run swap + colour + composite as one torch stage on a device
-    (``GpuPath``; None: ``auto`` without its fall-back notice, the default); runtime: how the backend runs the
-    swap model (precision, torch.compile, CUDA graphs, CPU threads, TensorRT batch and caches); models_dir: a
-    folder searched first for the shipped models (``realtime_swap.model_files``; None: the rest). Closed sets
-    (detector, detect_backend, selection, color, blend, mask, gpu_path) are their enums; a value is converted
-    and checked here, once."""
+    (``GpuPath``; None, the default: ``auto`` for a swap model on torch, quietly, else ``off``); runtime: how the
+    backend runs the swap model (precision, torch.compile, CUDA graphs, CPU threads, TensorRT batch and caches);
+    models_dir: a folder searched first for the shipped models (``realtime_swap.model_files``; None: the rest).
+    Closed sets (detector, detect_backend, selection, color, blend, mask, gpu_path) are their enums; a value is
+    converted and checked here, once."""
 
     swap: bool = True
     model: Path | None = None

@@ -552,6 +552,7 @@ def _face_stages(
     from realtime_swap.detect.stage import DetectStage
     from realtime_swap.detect.tracker import FaceSelection, TrackerOptions
     from realtime_swap.gpu import GpuPath, auto_unavailable_reason
+    from realtime_swap.infer.session import Backend
     from realtime_swap.model_files import MEDIAPIPE, find_model_file
     from realtime_swap.swap.backends import backend_summary
     from realtime_swap.swap.stage import SwapStage
@@ -621,8 +622,10 @@ def _face_stages(
             keep_mouth=f.keep_mouth,
         ),
     ]
-    # not given: auto, quietly; a shared executor (serve, many streams) runs the CPU stages
-    gpu_path = f.gpu_path or (GpuPath.AUTO if executor is None else GpuPath.OFF)
+    # not given: auto, quietly, for a swap model on torch (the GPU path this project verifies); ONNX Runtime's
+    # CUDA providers and TensorRT take it when asked; a shared executor (serve, many streams) runs the CPU stages
+    default = GpuPath.AUTO if executor is None and models[0].backend is Backend.TORCH else GpuPath.OFF
+    gpu_path = f.gpu_path or default
     if gpu_path is GpuPath.AUTO and (why := auto_unavailable_reason(models[0].runner.device)) is not None:
         if f.gpu_path is None:
             log.debug("gpu path: %s; running the CPU stages", why)

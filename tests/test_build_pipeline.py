@@ -125,10 +125,14 @@ def test_gpu_path_by_default_is_auto_without_the_notice(tmp_path: Path, monkeypa
     assert [type(s) for s in pipeline.stages] == [DetectStage, SwapStage, ComposeStage]
     assert not any("--gpu-path" in n for n in notices)
     pipeline.source.close()
-    # where the swap model runs on CUDA, the default takes the GPU-resident path as --gpu-path auto would
+    # where the swap model runs on torch on CUDA, the default takes the GPU-resident path as --gpu-path auto would;
+    # on ONNX Runtime's providers it is taken when asked for only
     asked: list[object] = []
-    monkeypatch.setattr(gpu, "auto_unavailable_reason", lambda device: None)
+    monkeypatch.setattr(gpu, "auto_unavailable_reason", lambda device: None)  # "the swap model is on CUDA"
     monkeypatch.setattr(gpu_stage, "gpu_resident_stages", lambda stages, path: asked.append(path) or list(stages))
     pipeline, _ = build_pipeline(cfg)
-    assert asked == [gpu.GpuPath.AUTO]
     pipeline.source.close()
+    assert asked == []
+    pipeline, _ = build_pipeline(_config("--model", str(model), "--null", "--backend", "torch"))
+    pipeline.source.close()
+    assert asked == [gpu.GpuPath.AUTO]
