@@ -237,3 +237,16 @@ def test_sequential_baseline_threads(tiny_model: Path, sequential_threads: int, 
             for stage in engine.pipeline.stages:
                 stage.close()
             engine.pipeline.source.close()
+
+
+def test_live_and_bench_run_without_torch(tmp_path: Path) -> None:
+    """torch is an extra: the base install's demo and bench must not import it (the GPU stage does, when asked)."""
+    block = "import sys, runpy; sys.modules['torch'] = None; sys.argv = ['run_live.py', *sys.argv[1:]]; "
+    run = f"{block}runpy.run_path('run_live.py', run_name='__main__')"
+    target = tmp_path / "bench.json"
+    bench = ["bench", "--resolution", "320x240", "--frames", "4", "--warmup", "1", "--no-sequential"]
+    for args in (["--frames", "5", "--null"], [*bench, "--json", str(target)]):
+        done = subprocess.run([sys.executable, "-c", run, *args], cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr[-2000:]
+    (result,) = json.loads(target.read_text())["results"]
+    assert result["gpu_path"] == "off" and result["pipelined"]["frames_swapped"] >= 1

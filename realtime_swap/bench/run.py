@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -42,9 +43,10 @@ class Engine:
     @property
     def gpu_path(self) -> str:
         """Where the GPU-resident swap + blend stage runs ("cuda:0", "cpu"), or "off" when the CPU stages run."""
-        from realtime_swap.gpu.stage import GpuSwapComposeStage
-
-        devices = [str(st.device) for st in self.pipeline.stages if isinstance(st, GpuSwapComposeStage)]
+        gpu_stage = sys.modules.get("realtime_swap.gpu.stage")  # loaded (with torch) only when the stage exists
+        if gpu_stage is None:
+            return "off"
+        devices = [str(st.device) for st in self.pipeline.stages if isinstance(st, gpu_stage.GpuSwapComposeStage)]
         return devices[0] if devices else "off"
 
 
