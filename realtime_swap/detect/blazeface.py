@@ -142,15 +142,28 @@ def one_per_face(
     return kept
 
 
-def _same_face(a: np.ndarray, b: np.ndarray, iou: float, contained: float) -> bool:
-    """Two boxes of one face: intersection over union above ``iou``, or over the smaller box above ``contained``."""
+def _intersection(a: np.ndarray, b: np.ndarray) -> float:
+    """Area shared by two x0, y0, x1, y1 boxes."""
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return False
-    inter = float(w * h)
-    area_a, area_b = float((a[2] - a[0]) * (a[3] - a[1])), float((b[2] - b[0]) * (b[3] - b[1]))
-    return inter / max(area_a + area_b - inter, 1e-9) > iou or inter / max(min(area_a, area_b), 1e-9) > contained
+    return float(w * h) if w > 0 and h > 0 else 0.0
+
+
+def _area(box: np.ndarray) -> float:
+    return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x0, y0, x1, y1 boxes."""
+    inter = _intersection(a, b)
+    union = _area(a) + _area(b) - inter
+    return inter / union if inter > 0 and union > 0 else 0.0
+
+
+def _same_face(a: np.ndarray, b: np.ndarray, iou: float, contained: float) -> bool:
+    """Two boxes of one face: intersection over union above ``iou``, or over the smaller box above ``contained``."""
+    inter = _intersection(a, b)
+    return inter > 0 and (box_iou(a, b) > iou or inter / max(min(_area(a), _area(b)), 1e-9) > contained)
 
 
 class BlazeFaceDetector:

@@ -172,6 +172,7 @@ class DetectStage(Stage):
         self.mouth = mouth
         self.staging: Any = None  # HostStaging once upload_frames() is called
         self.host_crops = True
+        self.reads_device = False  # the tracker's models read the uploaded frame (set by upload_frames)
 
     def upload_frames(self, device: Any) -> None:
         """Put each frame with faces on the torch ``device`` once (``frame.device_image``), for a later stage that
@@ -182,17 +183,13 @@ class DetectStage(Stage):
 
         self.staging = HostStaging(torch_device(device))
         self.host_crops = False  # that stage cuts the crops from the uploaded frame
-
-    def _reads_device(self) -> bool:
-        from realtime_swap.gpu import torch_device
-
-        device = self.tracker.device
-        return self.staging is not None and device is not None and torch_device(device) == self.staging.device
+        tracker_device = self.tracker.device
+        self.reads_device = tracker_device is not None and torch_device(tracker_device) == self.staging.device
 
     def warmup(self, info: StreamInfo) -> None:
         self.tracker.reset()
         self.tracker.warmup()
-        if self.staging is not None and self._reads_device():  # the device letterbox and crops, at the frame size
+        if self.reads_device:  # the device letterbox and crops, at the frame size
             blank = np.zeros((max(info.height, 64), max(info.width, 64), 3), np.uint8)
             pixels = self.staging.upload(blank)
             self.tracker.detector.detect(blank, pixels)
@@ -200,9 +197,7 @@ class DetectStage(Stage):
             self.staging.uploads = 0
 
     def process(self, frame: Frame, controls: Controls) -> Frame:
-        pixels = None
-        if self.staging is not None and self._reads_device():
-            pixels = self.staging.upload(frame.image)
+        pixels = self.staging.upload(frame.image) if self.reads_device else None
         faces = self.tracker.update(frame.image, frame.pts, pixels)
         frame.model_index = controls.model_index % len(self.targets)
         face_type, size = self.targets[frame.model_index]

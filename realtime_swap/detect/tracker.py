@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime_swap.detect.blazeface import BlazeFaceDetector, BlazeFaceModel, Detection
+from realtime_swap.detect.blazeface import BlazeFaceDetector, BlazeFaceModel, Detection, box_iou
 from realtime_swap.detect.engine import DetectEngine
 from realtime_swap.detect.facemesh import (
     FaceMeshLandmarker,
@@ -141,17 +141,6 @@ def landmarks_box(landmarks: np.ndarray) -> np.ndarray:
     """(4,) float32 x0, y0, x1, y1 around (N, 2) points."""
     lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
     return np.array([lo[0], lo[1], hi[0], hi[1]], np.float32)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two x0, y0, x1, y1 boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 @dataclass
