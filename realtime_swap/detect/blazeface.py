@@ -255,7 +255,7 @@ class BlazeFaceDetector:
         in_tiles = []
         for x0, y0, x1, y1 in tile_boxes(*image.shape[:2]):
             part = None if pixels is None else pixels[y0:y1, x0:x1]
-            for d in self._detect_once(np.ascontiguousarray(image[y0:y1, x0:x1]), part):
+            for d in self._detect_once(image[y0:y1, x0:x1], part):  # a view: cv2.resize reads it in place
                 offset = np.array([x0, y0], np.float32)
                 in_tiles.append(Detection(d.box + np.tile(offset, 2), d.score, d.keypoints + offset))
         # a face the whole frame found keeps that detection (its box is on the same scale as every other frame's)
