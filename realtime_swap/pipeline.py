@@ -634,6 +634,10 @@ def _face_stages(
     elif gpu_path is not GpuPath.OFF:
         if executor is not None:
             raise ConfigError("--gpu-path runs its own swap model; a shared swap executor cannot serve it")
+        from realtime_swap.infer.torch_runtime import torch_unavailable_reason
+
+        if (why := torch_unavailable_reason()) is not None:  # the stage is torch code, whatever the backend
+            raise ConfigError(f"--gpu-path {gpu_path.value}: {why}")
         from realtime_swap.gpu.stage import gpu_resident_stages
 
         stages = gpu_resident_stages(stages, gpu_path)

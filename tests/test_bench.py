@@ -250,3 +250,15 @@ def test_live_and_bench_run_without_torch(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr[-2000:]
     (result,) = json.loads(target.read_text())["results"]
     assert result["gpu_path"] == "off" and result["pipelined"]["frames_swapped"] >= 1
+
+
+def test_gpu_path_without_torch_is_a_one_line_error() -> None:
+    block = "import sys, runpy; sys.modules['torch'] = None; sys.argv = ['run_live.py', *sys.argv[1:]]; "
+    run = f"{block}runpy.run_path('run_live.py', run_name='__main__')"
+    done = subprocess.run([sys.executable, "-c", run, "--gpu-path", "cuda", "--frames", "5", "--null"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --gpu-path cuda: torch is not installed (pip install 'realtime_swap[train]')"
+    )
+    assert "Traceback" not in done.stderr
